@@ -1,0 +1,25 @@
+import type { Clock, TimerHandle } from '../core/index.js';
+import { SeededRng } from '../core/index.js';
+
+/** The OS-bound Clock of the real runtime: the only place that reads the real clock. */
+export class RealClock implements Clock {
+  nowNs(): number {
+    return Number(process.hrtime.bigint());
+  }
+
+  setTimer(delayNs: number, fn: () => void): TimerHandle {
+    const t = setTimeout(fn, Math.max(0, delayNs / 1e6));
+    t.unref?.();
+    return { cancel: () => clearTimeout(t) };
+  }
+
+  defer(fn: () => void): void {
+    setImmediate(fn);
+  }
+}
+
+/** A random source for the real runtime, seeded from the OS once. */
+export function realRng(): SeededRng {
+  // eslint-disable-next-line no-restricted-properties -- the one OS-bound seed
+  return new SeededRng((Math.random() * 0x1_0000_0000) >>> 0);
+}

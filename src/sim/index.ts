@@ -1,0 +1,2 @@
+export * from './virtual-clock.js';
+export { SeededRng } from '../core/index.js';
