@@ -36,8 +36,13 @@ export const MSG_ROUTING = {
   GATHER: 5,
 } as const;
 
-/** §2.2.8 Message codes. */
+/** §2.2.8 Message codes (Tables 2-21, 2-23, 2-24, 2-26, 2-27, 2-28, 2-33, 2-34). */
 export const MSG_CODE = {
+  UNLOCK: 0x00,
+  LTR: 0x10,
+  OBFF: 0x12,
+  PM_ACTIVE_STATE_NAK: 0x14,
+  SET_SLOT_POWER_LIMIT: 0x50,
   ASSERT_INTA: 0x20,
   ASSERT_INTB: 0x21,
   ASSERT_INTC: 0x22,
@@ -48,7 +53,8 @@ export const MSG_CODE = {
   DEASSERT_INTD: 0x27,
   PM_PME: 0x18,
   PME_TURN_OFF: 0x19,
-  PME_TO_ACK: 0x1a,
+  /** 0001_1011b (Table 2-23); 0x1A is not a PM message code. */
+  PME_TO_ACK: 0x1b,
   ERR_COR: 0x30,
   ERR_NONFATAL: 0x31,
   ERR_FATAL: 0x33,

@@ -1,1 +1,10 @@
+// The TLP layer: the wire format of PCIe TLPs (non-flit mode) and nothing else.
 export * from './types.js';
+export { KIND_INFO, TLP_KINDS, isTlpKind, kindInfoOfByte0, typeFieldOf, type KindInfo, type TlpFamily } from './kinds.js';
+export { computeEcrc } from './ecrc.js';
+export { validateTlp } from './validate.js';
+export { encodeTlp, encodeTlpInto, encodedLength, computeTlpEcrc } from './encode.js';
+export { decodeTlp, tlpWireLength } from './decode.js';
+export { tlpToJson, tlpFromJson, formatAddress, type TlpFromJsonOptions } from './json.js';
+export { bytesToHex, hexToBytes } from './hex.js';
+export * from './build.js';

@@ -18,7 +18,13 @@ export type TlpKind = MemKind | IoKind | CfgKind | CplKind | MsgKind | AtomicKin
 
 export type CplStatus = 'SC' | 'UR' | 'CRS' | 'CA';
 
-/** DW0 fields every TLP has. Booleans are single bits; `lengthDw` is 1..1024 (0 on the wire = 1024). */
+/**
+ * DW0 fields every TLP has. Booleans are single bits.
+ *
+ * `lengthDw` is 1..1024 (0 on the wire = 1024) for every kind whose Length field means
+ * something (requests, CplD/CplDLk, MsgD). For Cpl, CplLk and Msg the spec makes Length[9:0]
+ * Reserved (§2.2.1.1), so `lengthDw` there is the raw field, 0..1023, normally 0.
+ */
 export interface TlpHeaderBits {
   tc: number;
   ido: boolean;
@@ -31,7 +37,11 @@ export interface TlpHeaderBits {
   ep: boolean;
   at: number;
   lengthDw: number;
-  /** The ECRC digest DW, present when td is set (filled in by the encoder when omitted). */
+  /**
+   * The TLP Digest DW as it appears on the wire (big-endian), present when td is set. The
+   * encoder computes it when omitted and writes it verbatim when given (so a fault injector can
+   * send a bad one); drop it when you change a decoded TLP's fields.
+   */
   ecrc?: number;
 }
 
@@ -73,6 +83,12 @@ export interface CfgTlp extends TlpHeaderBits {
   function: number;
   /** DW index 0..1023 (Extended Register Number << 6 | Register Number). */
   register: number;
+  /**
+   * Reserved DW2 bits (15:12 and 1:0) in place, only when a received TLP had them set: receivers
+   * must ignore them and switches forward them unchanged, so decode keeps them for an exact
+   * re-encode (and a still-valid ECRC). Absent (never 0) otherwise.
+   */
+  reserved?: number;
   data?: Uint8Array;
 }
 
@@ -86,6 +102,8 @@ export interface CplTlp extends TlpHeaderBits {
   requesterId: number;
   tag: number;
   lowerAddress: number;
+  /** Reserved DW2 bit 7 in place (0x80), only when a received TLP had it set; see CfgTlp.reserved. */
+  reserved?: number;
   data?: Uint8Array;
 }
 

@@ -1,0 +1,4 @@
+export * from './barriers.js';
+export * from './split-ring-layout.js';
+export * from './split-ring-driver.js';
+export * from './split-ring-device.js';
