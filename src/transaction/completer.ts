@@ -1,0 +1,414 @@
+/**
+ * The completer: executes requests that arrive from the link against memory, I/O and
+ * configuration targets, and answers non-posted ones with completions (§2.3.1, §2.2.9).
+ *
+ * - A request nobody claims: non-posted → Unsupported Request completion; posted writes →
+ *   dropped and counted (there is nobody to tell).
+ * - A target that throws → Completer Abort for non-posted requests; posted → dropped, counted.
+ * - Locked reads, AtomicOps and Type 1 configuration requests are not supported by an
+ *   endpoint-style completer → UR.
+ * - Poisoned write data is never written (§2.7.2.2): posted → dropped; non-posted → UR.
+ */
+import { Counters, errorMessage, silentLogger, type Logger, type Rng } from '../core/index.js';
+import {
+  joinAddress,
+  type CfgTlp,
+  type CplStatus,
+  type IoTlp,
+  type MemTlp,
+  type MsgTlp,
+  type Tlp,
+} from '../tlp/index.js';
+import { completionsFor, type CompletableRequest } from './completions.js';
+import type { EnqueueOptions } from './ordering-queues.js';
+import { firstEnabledOffset, isZeroLengthRead, readByteCount } from './split.js';
+
+/**
+ * A range of memory or I/O space. `read` returns exactly `length` bytes starting at `address`
+ * (the first enabled byte). `write` gets the request's DW-aligned address, its whole payload
+ * (whole DWs) and its byte enables: byte i of `data` is written iff enabled — see
+ * `forEachEnabledRun`, which turns that into contiguous runs.
+ */
+export interface CompleterTarget {
+  claims(address: number, length: number): boolean;
+  read(address: number, length: number): Uint8Array;
+  write(address: number, data: Uint8Array, firstBe: number, lastBe: number): void;
+}
+
+/** Configuration space of the functions behind this completer. */
+export interface ConfigTarget {
+  /** The DW at `register` (0..1023) of function `bdf`, or undefined if there is no such function (→ UR). */
+  configRead(bdf: number, register: number): number | undefined;
+  /** Writes the enabled bytes of `value`; false if there is no such function (→ UR). */
+  configWrite(bdf: number, register: number, value: number, byteEnables: number): boolean;
+}
+
+/** The enabled bytes of a write as contiguous runs: fn(address, bytes) for each. */
+export function forEachEnabledRun(
+  address: number,
+  data: Uint8Array,
+  firstBe: number,
+  lastBe: number,
+  fn: (address: number, bytes: Uint8Array) => void,
+): void {
+  const lengthDw = data.length / 4;
+  let runStart = -1;
+  for (let i = 0; i <= data.length; i++) {
+    let enabled = false;
+    if (i < data.length) {
+      const dw = i >> 2;
+      const be = dw === 0 ? firstBe : dw === lengthDw - 1 ? lastBe : 0xf;
+      enabled = (be & (1 << (i & 3))) !== 0;
+    }
+    if (enabled && runStart < 0) runStart = i;
+    else if (!enabled && runStart >= 0) {
+      fn(address + runStart, data.subarray(runStart, i));
+      runStart = -1;
+    }
+  }
+}
+
+export interface CompleterOptions {
+  completerId: number;
+  /** Read Completion Boundary (64 or 128). */
+  rcb: number;
+  /** Max_Payload_Size for completions, bytes. */
+  maxPayloadSize: number;
+  logger?: Logger;
+  counters?: Counters;
+  /** Split read completions at random legal points (simulator adversary). */
+  rng?: Rng;
+  /** Set IDO on completions. */
+  idoCompletions?: boolean;
+}
+
+/** Where completions go (the ordering queues). */
+export interface CompletionOutput {
+  enqueue(tlp: Tlp, options?: EnqueueOptions): void;
+}
+
+export class Completer {
+  private readonly memTargets: CompleterTarget[] = [];
+  private readonly ioTargets: CompleterTarget[] = [];
+  private configTarget: ConfigTarget | undefined;
+  private readonly log: Logger;
+  readonly counters: Counters;
+  private completerId: number;
+  private mps: number;
+  private readonly rcb: number;
+  private readonly rng: Rng | undefined;
+  private readonly ido: boolean;
+  /** Messages received (INTx, PME, errors, vendor-defined). */
+  onMessage: (msg: MsgTlp) => void = () => {};
+  /**
+   * A Type 0 configuration write completed: functions capture their bus and device number
+   * from it (§2.2.6.2); `bdf` is the request's target.
+   */
+  onConfigWrite0: (bdf: number) => void = () => {};
+
+  constructor(
+    private readonly output: CompletionOutput,
+    options: CompleterOptions,
+  ) {
+    this.completerId = options.completerId;
+    this.mps = options.maxPayloadSize;
+    this.rcb = options.rcb;
+    this.rng = options.rng;
+    this.ido = options.idoCompletions ?? false;
+    this.log = options.logger ?? silentLogger;
+    this.counters = options.counters ?? new Counters();
+  }
+
+  /** Adds a memory range; returns a function that removes it. Earlier targets win overlaps. */
+  addMemoryTarget(target: CompleterTarget): () => void {
+    return addTo(this.memTargets, target);
+  }
+
+  addIoTarget(target: CompleterTarget): () => void {
+    return addTo(this.ioTargets, target);
+  }
+
+  setConfigTarget(target: ConfigTarget | undefined): void {
+    this.configTarget = target;
+  }
+
+  setCompleterId(id: number): void {
+    this.completerId = id;
+  }
+
+  /** MPS in effect for completions (configured, capped by the link partner's). */
+  setMaxPayloadSize(bytes: number): void {
+    this.mps = bytes;
+  }
+
+  /**
+   * Executes a received request. `release` frees the link buffer it took: called before this
+   * returns for posted requests, once the last completion has gone to the link for non-posted
+   * ones (so a completer whose completions cannot leave stops taking requests). Never throws.
+   */
+  handleRequest(tlp: Tlp, release: () => void): void {
+    switch (tlp.kind) {
+      case 'MWr':
+      case 'MWr64':
+        this.memWrite(tlp);
+        release();
+        return;
+      case 'Msg':
+      case 'MsgD':
+        this.counters.add('completer.message');
+        try {
+          this.onMessage(tlp);
+        } catch (e) {
+          this.log.error({ err: errorMessage(e) }, 'message handler threw');
+        }
+        release();
+        return;
+      case 'MRd':
+      case 'MRd64':
+        this.memRead(tlp, release);
+        return;
+      case 'IORd':
+      case 'IOWr':
+        this.io(tlp, release);
+        return;
+      case 'CfgRd0':
+      case 'CfgWr0':
+        this.config(tlp, release);
+        return;
+      case 'MRdLk':
+      case 'MRdLk64':
+      case 'CfgRd1':
+      case 'CfgWr1':
+      case 'FetchAdd':
+      case 'FetchAdd64':
+      case 'Swap':
+      case 'Swap64':
+      case 'CAS':
+      case 'CAS64':
+        this.reply(tlp, 'UR', release, `${tlp.kind} is not supported here`);
+        return;
+      case 'Cpl':
+      case 'CplD':
+      case 'CplLk':
+      case 'CplDLk':
+        // Completions are routed to the requester; one here is a routing bug upstream.
+        this.counters.add('completer.misrouted');
+        release();
+        return;
+    }
+  }
+
+  private memWrite(tlp: MemTlp): void {
+    const data = tlp.data;
+    if (data === undefined) return;
+    if (tlp.ep) {
+      this.counters.add('completer.poisonedWrite');
+      return;
+    }
+    const dwAddress = joinAddress(tlp.addressHi, tlp.addressLo);
+    if (tlp.firstBe === 0 && tlp.lengthDw === 1) return; // zero-length write: nothing to do
+    const start = dwAddress + firstEnabledOffset(tlp.firstBe);
+    const length = readByteCount(tlp.firstBe, tlp.lastBe, tlp.lengthDw);
+    const target = find(this.memTargets, start, length);
+    if (target === undefined) {
+      this.counters.add('completer.unclaimedWrite');
+      this.log.debug({ address: start, length }, 'posted write to an unclaimed address dropped');
+      return;
+    }
+    try {
+      target.write(dwAddress, data, tlp.firstBe, tlp.lastBe);
+    } catch (e) {
+      this.counters.add('completer.writeFailed');
+      this.log.warn({ address: start, err: errorMessage(e) }, 'memory target failed a posted write');
+    }
+  }
+
+  private memRead(tlp: MemTlp, release: () => void): void {
+    const dwAddress = joinAddress(tlp.addressHi, tlp.addressLo);
+    const start = dwAddress + firstEnabledOffset(tlp.firstBe);
+    const zero = isZeroLengthRead(tlp.firstBe, tlp.lengthDw);
+    const length = readByteCount(tlp.firstBe, tlp.lastBe, tlp.lengthDw);
+    const target = find(this.memTargets, start, length);
+    if (target === undefined) {
+      this.reply(tlp, 'UR', release, `read of ${length} bytes at 0x${start.toString(16)} is unclaimed`);
+      return;
+    }
+    if (zero) {
+      // A zero-length read only flushes: no target side effects.
+      this.sendCompletions(tlp, new Uint8Array(0), release);
+      return;
+    }
+    let data: Uint8Array;
+    try {
+      data = target.read(start, length);
+    } catch (e) {
+      this.reply(tlp, 'CA', release, `memory target failed a read at 0x${start.toString(16)}: ${errorMessage(e)}`);
+      return;
+    }
+    if (data.length !== length) {
+      this.reply(tlp, 'CA', release, `memory target returned ${data.length} of ${length} bytes`);
+      return;
+    }
+    this.sendCompletions(tlp, data, release);
+  }
+
+  private io(tlp: IoTlp, release: () => void): void {
+    const dwAddress = joinAddress(tlp.addressHi, tlp.addressLo);
+    const start = dwAddress + firstEnabledOffset(tlp.firstBe);
+    const length = readByteCount(tlp.firstBe, 0, 1);
+    const target = find(this.ioTargets, start, length);
+    if (target === undefined) {
+      this.reply(tlp, 'UR', release, `I/O access at 0x${start.toString(16)} is unclaimed`);
+      return;
+    }
+    if (tlp.kind === 'IOWr') {
+      if (tlp.ep || tlp.data === undefined) {
+        this.counters.add('completer.poisonedWrite');
+        this.reply(tlp, 'UR', release, 'poisoned I/O write');
+        return;
+      }
+      try {
+        target.write(dwAddress, tlp.data, tlp.firstBe, 0);
+      } catch (e) {
+        this.reply(tlp, 'CA', release, `I/O target failed a write: ${errorMessage(e)}`);
+        return;
+      }
+      this.sendCompletions(tlp, 'SC', release);
+      return;
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = target.read(start, length);
+    } catch (e) {
+      this.reply(tlp, 'CA', release, `I/O target failed a read: ${errorMessage(e)}`);
+      return;
+    }
+    if (bytes.length !== length) {
+      this.reply(tlp, 'CA', release, `I/O target returned ${bytes.length} of ${length} bytes`);
+      return;
+    }
+    const dw = new Uint8Array(4);
+    dw.set(bytes, start - dwAddress);
+    this.sendCompletions(tlp, dw, release);
+  }
+
+  private config(tlp: CfgTlp, release: () => void): void {
+    const bdf = (tlp.bus << 8) | (tlp.device << 3) | tlp.function;
+    // Config completions come from the function addressed, whatever our own ID.
+    const completerId = bdf;
+    const target = this.configTarget;
+    if (target === undefined) {
+      this.reply(tlp, 'UR', release, 'no configuration space here', completerId);
+      return;
+    }
+    if (tlp.kind === 'CfgWr0') {
+      const d = tlp.data;
+      if (tlp.ep || d === undefined || d.length !== 4) {
+        this.counters.add('completer.poisonedWrite');
+        this.reply(tlp, 'UR', release, 'poisoned or malformed config write', completerId);
+        return;
+      }
+      let ok: boolean;
+      try {
+        ok = target.configWrite(bdf, tlp.register, le32(d), tlp.firstBe);
+      } catch (e) {
+        this.reply(tlp, 'CA', release, `config target failed a write: ${errorMessage(e)}`, completerId);
+        return;
+      }
+      if (!ok) {
+        this.reply(tlp, 'UR', release, `no function ${bdfString(bdf)}`, completerId);
+        return;
+      }
+      this.sendCompletions(tlp, 'SC', release, completerId);
+      try {
+        this.onConfigWrite0(bdf);
+      } catch (e) {
+        this.log.error({ err: errorMessage(e) }, 'config write hook threw');
+      }
+      return;
+    }
+    let v: number | undefined;
+    try {
+      v = target.configRead(bdf, tlp.register);
+    } catch (e) {
+      this.reply(tlp, 'CA', release, `config target failed a read: ${errorMessage(e)}`, completerId);
+      return;
+    }
+    if (v === undefined) {
+      this.reply(tlp, 'UR', release, `no function ${bdfString(bdf)}`, completerId);
+      return;
+    }
+    const u = v >>> 0;
+    this.sendCompletions(tlp, new Uint8Array([u & 0xff, (u >>> 8) & 0xff, (u >>> 16) & 0xff, u >>> 24]), release, completerId);
+  }
+
+  private reply(
+    tlp: CompletableRequest,
+    status: Exclude<CplStatus, 'SC'>,
+    release: () => void,
+    why: string,
+    completerId?: number,
+  ): void {
+    this.counters.add(`completer.${status}`);
+    this.log.debug({ kind: tlp.kind, status, why }, 'request not completed successfully');
+    this.sendCompletions(tlp, status, release, completerId);
+  }
+
+  private sendCompletions(
+    request: CompletableRequest,
+    result: Uint8Array | CplStatus,
+    release: () => void,
+    completerId = this.completerId,
+  ): void {
+    let cpls;
+    try {
+      cpls = completionsFor(request, result, {
+        completerId,
+        rcb: this.rcb,
+        mps: this.mps,
+        ...(this.rng === undefined ? {} : { rng: this.rng }),
+        ido: this.ido,
+      });
+    } catch (e) {
+      // Only a request our own checks let through can get here; answer it rather than hang the requester.
+      this.log.error({ kind: request.kind, err: errorMessage(e) }, 'could not build completions');
+      this.counters.add('completer.CA');
+      if (result === 'CA') {
+        release();
+        return;
+      }
+      this.sendCompletions(request, 'CA', release, completerId);
+      return;
+    }
+    // D2b: completions of I/O and configuration writes may pass posted requests.
+    const ioCfgWrite = request.kind === 'IOWr' || request.kind === 'CfgWr0' || request.kind === 'CfgWr1';
+    const last = cpls.length - 1;
+    for (let i = 0; i <= last; i++) {
+      const opts: EnqueueOptions = i === last ? { onSent: release } : {};
+      if (ioCfgWrite) opts.ioCfgWriteCompletion = true;
+      this.output.enqueue(cpls[i]!, opts);
+    }
+  }
+}
+
+function addTo(list: CompleterTarget[], target: CompleterTarget): () => void {
+  list.push(target);
+  return () => {
+    const i = list.indexOf(target);
+    if (i >= 0) list.splice(i, 1);
+  };
+}
+
+function find(list: readonly CompleterTarget[], address: number, length: number): CompleterTarget | undefined {
+  for (const t of list) if (t.claims(address, length)) return t;
+  return undefined;
+}
+
+function le32(d: Uint8Array): number {
+  return (d[0]! | (d[1]! << 8) | (d[2]! << 16) | (d[3]! << 24)) >>> 0;
+}
+
+function bdfString(bdf: number): string {
+  const h = (n: number, w: number): string => n.toString(16).padStart(w, '0');
+  return `${h(bdf >> 8, 2)}:${h((bdf >> 3) & 0x1f, 2)}.${bdf & 7}`;
+}
