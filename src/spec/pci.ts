@@ -41,7 +41,7 @@ export const PCI_CFG = {
   EXT_CAPS_START: 0x100,
 } as const;
 
-/** Type 0 header: six BARs of 4 bytes each from 0x10. */
+/** §7.5.1.2: a Type 0 header has six BARs of 4 bytes each from 0x10. */
 export const PCI_NUM_BARS = 6;
 
 /** §7.5.1.1.3 Command Register. */
