@@ -30,9 +30,10 @@ import { firstEnabledOffset, isZeroLengthRead, readByteCount } from './split.js'
  * `forEachEnabledRun`, which turns that into contiguous runs.
  */
 export interface CompleterTarget {
-  claims(address: number, length: number): boolean;
-  read(address: number, length: number): Uint8Array;
-  write(address: number, data: Uint8Array, firstBe: number, lastBe: number): void;
+  /** `requesterId` lets a host-memory target apply the IOMMU of the requesting function. */
+  claims(address: number, length: number, requesterId: number): boolean;
+  read(address: number, length: number, requesterId: number): Uint8Array;
+  write(address: number, data: Uint8Array, firstBe: number, lastBe: number, requesterId: number): void;
 }
 
 /** Configuration space of the functions behind this completer. */
@@ -209,14 +210,14 @@ export class Completer {
     if (tlp.firstBe === 0 && tlp.lengthDw === 1) return; // zero-length write: nothing to do
     const start = dwAddress + firstEnabledOffset(tlp.firstBe);
     const length = readByteCount(tlp.firstBe, tlp.lastBe, tlp.lengthDw);
-    const target = find(this.memTargets, start, length);
+    const target = find(this.memTargets, start, length, tlp.requesterId);
     if (target === undefined) {
       this.counters.add('completer.unclaimedWrite');
       this.log.debug({ address: start, length }, 'posted write to an unclaimed address dropped');
       return;
     }
     try {
-      target.write(dwAddress, data, tlp.firstBe, tlp.lastBe);
+      target.write(dwAddress, data, tlp.firstBe, tlp.lastBe, tlp.requesterId);
     } catch (e) {
       this.counters.add('completer.writeFailed');
       this.log.warn({ address: start, err: errorMessage(e) }, 'memory target failed a posted write');
@@ -228,7 +229,7 @@ export class Completer {
     const start = dwAddress + firstEnabledOffset(tlp.firstBe);
     const zero = isZeroLengthRead(tlp.firstBe, tlp.lengthDw);
     const length = readByteCount(tlp.firstBe, tlp.lastBe, tlp.lengthDw);
-    const target = find(this.memTargets, start, length);
+    const target = find(this.memTargets, start, length, tlp.requesterId);
     if (target === undefined) {
       this.reply(tlp, 'UR', release, `read of ${length} bytes at 0x${start.toString(16)} is unclaimed`);
       return;
@@ -240,7 +241,7 @@ export class Completer {
     }
     let data: Uint8Array;
     try {
-      data = target.read(start, length);
+      data = target.read(start, length, tlp.requesterId);
     } catch (e) {
       this.reply(tlp, 'CA', release, `memory target failed a read at 0x${start.toString(16)}: ${errorMessage(e)}`);
       return;
@@ -256,7 +257,7 @@ export class Completer {
     const dwAddress = joinAddress(tlp.addressHi, tlp.addressLo);
     const start = dwAddress + firstEnabledOffset(tlp.firstBe);
     const length = readByteCount(tlp.firstBe, 0, 1);
-    const target = find(this.ioTargets, start, length);
+    const target = find(this.ioTargets, start, length, tlp.requesterId);
     if (target === undefined) {
       this.reply(tlp, 'UR', release, `I/O access at 0x${start.toString(16)} is unclaimed`);
       return;
@@ -268,7 +269,7 @@ export class Completer {
         return;
       }
       try {
-        target.write(dwAddress, tlp.data, tlp.firstBe, 0);
+        target.write(dwAddress, tlp.data, tlp.firstBe, 0, tlp.requesterId);
       } catch (e) {
         this.reply(tlp, 'CA', release, `I/O target failed a write: ${errorMessage(e)}`);
         return;
@@ -278,7 +279,7 @@ export class Completer {
     }
     let bytes: Uint8Array;
     try {
-      bytes = target.read(start, length);
+      bytes = target.read(start, length, tlp.requesterId);
     } catch (e) {
       this.reply(tlp, 'CA', release, `I/O target failed a read: ${errorMessage(e)}`);
       return;
@@ -399,8 +400,8 @@ function addTo(list: CompleterTarget[], target: CompleterTarget): () => void {
   };
 }
 
-function find(list: readonly CompleterTarget[], address: number, length: number): CompleterTarget | undefined {
-  for (const t of list) if (t.claims(address, length)) return t;
+function find(list: readonly CompleterTarget[], address: number, length: number, requesterId: number): CompleterTarget | undefined {
+  for (const t of list) if (t.claims(address, length, requesterId)) return t;
   return undefined;
 }
 
