@@ -25,6 +25,11 @@ export interface LinkCapabilities {
  * Receiving: `onTlp` is called for each well-formed TLP, in arrival order. The receiver owns the
  * buffer space the TLP took: it calls `releaseCredits(cls, dataBytes)` once it has consumed the TLP
  * (for a slow receiver that is later, which is what slows the sender down).
+ *
+ * `dataBytes` is the payload the TLP carries: 0 for reads and for Cpl/Msg without data (a read's
+ * length is not data), `tlp.data.length` otherwise; `tlpCredits(tlp)` from src/link computes
+ * both arguments. `hasCredits` is also false while the transport is congested, and
+ * `onCreditsAvailable` then fires when it drains.
  */
 export interface LinkPort {
   readonly state: LinkState;

@@ -1,3 +1,5 @@
+import type { Logger } from '../core/index.js';
+
 /**
  * A transport is a message-oriented byte pipe between two link partners: one WebSocket binary
  * message, or one length-prefixed record on TCP/Unix, or one in-memory delivery in the
@@ -10,11 +12,17 @@ export interface Transport {
    * Sends one message made of `chunks`, in order, as one socket write where the transport can.
    * Returns false when the socket's buffer is above its high-water mark: the caller should stop
    * sending until `onDrain` fires. Data is never dropped because of that.
+   *
+   * Sockets keep a reference to the chunks until the kernel has taken them (no copy), so the
+   * caller must not change them after the call; the Link never rewrites a sent batch.
    */
   send(chunks: readonly Uint8Array[]): boolean;
-  /** Closes the transport; `onClose` fires once afterwards. */
+  /** Closes the transport after what was sent; `onClose` fires once afterwards. */
   close(reason?: string): void;
-  /** Set by the owner. Each call is one whole message; `data` may be reused after the call returns. */
+  /**
+   * Set by the owner. Each call is one whole message. The bytes are the receiver's: the transport
+   * never reuses or changes them, so decoded TLP payloads may stay views into them.
+   */
   onMessage: (data: Uint8Array) => void;
   onDrain: () => void;
   /** Fires once, when the transport is closed from either side; `error` if it failed. */
@@ -25,5 +33,18 @@ export interface TransportServer {
   /** The URL this server actually listens on (with the real port when 0 was asked for). */
   readonly url: string;
   onConnection: (transport: Transport) => void;
+  /** Stops listening and closes the connections it accepted. */
   close(): Promise<void>;
+}
+
+/** Options shared by every transport. */
+export interface TransportOptions {
+  /** Refused strangers and transport failures are logged here. */
+  logger?: Logger;
+  /** `send` returns false while more than this many bytes wait in the socket. Default 1 MiB. */
+  highWaterBytes?: number;
+  /** Largest message accepted; bigger ones close the connection (ERR_LINK_PROTOCOL). Default 256 KiB. */
+  maxMessageBytes?: number;
+  /** Real sockets: give up connecting after this long. Default 10 s. */
+  connectTimeoutMs?: number;
 }

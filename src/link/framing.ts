@@ -1,0 +1,127 @@
+/**
+ * The batch format (docs/PROTOCOL.md, "Batches and items"): one transport message is
+ *
+ *   +------+------+---------+-------+   then items, back to back, to the end of the message:
+ *   | 0x54 | 0x57 | version | flags |   +------+-------+-------------+----------------+
+ *   +------+------+---------+-------+   | type | flags | length u16  | body (length)  |
+ *                                       +------+-------+-------------+----------------+
+ *
+ * BatchWriter builds batches in place in a slab: TLPs are encoded straight into it (no per-TLP
+ * buffer), and each finished batch is a view that is never written again, because sockets keep a
+ * reference to what they were given until the kernel takes it. A new slab is started when the
+ * current one cannot hold a maximal batch, so slabs are recycled by the GC, not by us.
+ */
+import { TlpwireError } from '../core/index.js';
+import { BATCH_HEADER_BYTES, BATCH_MAGIC_0, BATCH_MAGIC_1, ITEM_HEADER_BYTES, ITEM_MAX_BODY_BYTES, MAX_MESSAGE_BYTES } from './constants.js';
+
+export const DEFAULT_SLAB_BYTES = 1024 * 1024;
+
+export class BatchWriter {
+  private slab: Uint8Array;
+  private start = 0;
+  private pos = 0;
+  private open = false;
+  private items = 0;
+
+  constructor(
+    private readonly version: number,
+    private readonly slabBytes = DEFAULT_SLAB_BYTES,
+  ) {
+    if (slabBytes < MAX_MESSAGE_BYTES) throw new TlpwireError('ERR_INTERNAL', `slab of ${slabBytes} bytes cannot hold a maximal batch`);
+    this.slab = newSlab(slabBytes);
+  }
+
+  /** Bytes of the batch being built (header included), 0 when none is open. */
+  get length(): number {
+    return this.open ? this.pos - this.start : 0;
+  }
+
+  get itemCount(): number {
+    return this.items;
+  }
+
+  /**
+   * Makes room for an item with a body of `bodyBytes` and returns the slab and the offset where
+   * the body goes. Nothing is committed until `commitItem`; a caller that fails in between leaves
+   * the batch as it was.
+   */
+  reserveItem(bodyBytes: number): { buf: Uint8Array; offset: number } {
+    if (bodyBytes > ITEM_MAX_BODY_BYTES) throw new TlpwireError('ERR_INTERNAL', `item body of ${bodyBytes} bytes does not fit a u16 length`);
+    if (!this.open) this.begin();
+    if (this.pos - this.start + ITEM_HEADER_BYTES + bodyBytes > MAX_MESSAGE_BYTES) {
+      throw new TlpwireError('ERR_INTERNAL', `batch would exceed ${MAX_MESSAGE_BYTES} bytes; flush first`);
+    }
+    return { buf: this.slab, offset: this.pos + ITEM_HEADER_BYTES };
+  }
+
+  /** Writes the header of the item whose body was placed at the reserved offset. */
+  commitItem(type: number, bodyBytes: number): void {
+    const s = this.slab;
+    const p = this.pos;
+    s[p] = type;
+    s[p + 1] = 0;
+    s[p + 2] = bodyBytes >>> 8;
+    s[p + 3] = bodyBytes & 0xff;
+    this.pos = p + ITEM_HEADER_BYTES + bodyBytes;
+    this.items++;
+  }
+
+  /** Appends an item whose body already exists (control items). */
+  appendItem(type: number, body: Uint8Array): void {
+    const { buf, offset } = this.reserveItem(body.length);
+    buf.set(body, offset);
+    this.commitItem(type, body.length);
+  }
+
+  /** Closes the batch and returns it (a view into the slab), or undefined when it has no items. */
+  finish(): Uint8Array | undefined {
+    if (!this.open || this.items === 0) return undefined;
+    const out = this.slab.subarray(this.start, this.pos);
+    this.start = this.pos;
+    this.open = false;
+    this.items = 0;
+    return out;
+  }
+
+  /** Drops the batch being built. */
+  discard(): void {
+    this.pos = this.start;
+    this.open = false;
+    this.items = 0;
+  }
+
+  private begin(): void {
+    if (this.slab.length - this.pos < MAX_MESSAGE_BYTES) {
+      this.slab = newSlab(this.slabBytes);
+      this.pos = 0;
+    }
+    this.start = this.pos;
+    const s = this.slab;
+    s[this.pos] = BATCH_MAGIC_0;
+    s[this.pos + 1] = BATCH_MAGIC_1;
+    s[this.pos + 2] = this.version;
+    s[this.pos + 3] = 0;
+    this.pos += BATCH_HEADER_BYTES;
+    this.open = true;
+  }
+}
+
+/**
+ * Uninitialised memory: zero-filling a megabyte every few batches is measurable, and only bytes we
+ * wrote are ever sent (finish() returns exactly the written range).
+ */
+function newSlab(bytes: number): Uint8Array {
+  return Buffer.allocUnsafeSlow(bytes);
+}
+
+/** True when `msg` starts with the batch magic. */
+export function hasBatchMagic(msg: Uint8Array): boolean {
+  return msg.length >= BATCH_HEADER_BYTES && msg[0] === BATCH_MAGIC_0 && msg[1] === BATCH_MAGIC_1;
+}
+
+/** Up to the first `n` bytes as hex, for logs about bytes that are not ours. */
+export function hexPrefix(bytes: Uint8Array, n = 16): string {
+  let s = '';
+  for (let i = 0; i < Math.min(n, bytes.length); i++) s += (i ? ' ' : '') + (bytes[i] as number).toString(16).padStart(2, '0');
+  return bytes.length > n ? `${s} …` : s;
+}

@@ -1,0 +1,666 @@
+/**
+ * The data link over any Transport: training handshake, batching of TLPs into transport messages,
+ * PCIe credit-based flow control, and link errors. docs/PROTOCOL.md is the wire reference.
+ *
+ * Time comes only from the Clock, so the same Link runs over real sockets and in the simulator.
+ */
+import {
+  Counters,
+  TlpwireError,
+  errorMessage,
+  silentLogger,
+  type Clock,
+  type ErrorCode,
+  type Logger,
+  type TimerHandle,
+} from '../core/index.js';
+import { CREDIT_TYPES, MPS_BYTES } from '../spec/index.js';
+import { decodeTlp, encodeTlpInto, encodedLength, TLP_KINDS, type Tlp, type TlpClass, type TlpKind } from '../tlp/index.js';
+import {
+  BATCH_HEADER_BYTES,
+  DEFAULT_BATCH_BYTES,
+  DEFAULT_HANDSHAKE_TIMEOUT_NS,
+  FEATURE_SCALED_FC,
+  ITEM,
+  ITEM_HEADER_BYTES,
+  MAX_CONTROL_BODY_BYTES,
+  MAX_MESSAGE_BYTES,
+  MAX_TLP_BYTES,
+  PROTOCOL_NAME,
+  PROTOCOL_VERSION,
+} from './constants.js';
+import { helloIdentity, packControl, parseBye, parseError, parseHello, parseUpdateFc, unpackControl, type HelloBody } from './control.js';
+import {
+  RxCredits,
+  TxCredits,
+  checkAdvertisement,
+  effectiveAdvertisement,
+  normalizeAdvertisement,
+  rawTlpCredits,
+  type CreditAdvertisement,
+  type CreditScales,
+  type CreditType,
+  type CreditValues,
+} from './credits.js';
+import { BatchWriter, hasBatchMagic, hexPrefix } from './framing.js';
+import type { LinkCapabilities, LinkPort, LinkState } from './port.js';
+import type { Transport } from './transport.js';
+
+/**
+ * Receive-buffer credits we advertise by default. Posted: 32752 data credits × 16 B ≈ 512 KiB and
+ * 2032 headers (the maxima at scale 16), enough to keep a ~100 µs-RTT socket busy with 256-byte
+ * writes (bench/link-throughput.ts). Non-posted: 1024 requests (10-bit tags), 256 data credits for
+ * CfgWr/IOWr/AtomicOp operands. Completions: infinite, as root complexes and endpoints advertise
+ * (§3.4.2) — a requester only asks for what it has room for.
+ */
+export const DEFAULT_CREDITS: Readonly<CreditValues> = { PH: 2032, PD: 32752, NPH: 1024, NPD: 256, CplH: 0, CplD: 0 };
+export const DEFAULT_SCALES: Readonly<CreditScales> = { PH: 16, PD: 16, NPH: 16, NPD: 4, CplH: 1, CplD: 1 };
+
+export interface LinkOptions {
+  clock: Clock;
+  logger?: Logger;
+  /** Where counters go; a fresh Counters by default. */
+  counters?: Counters;
+  /** "rc" or "ep" (free text, for the partner's logs). */
+  role: string;
+  name?: string;
+  /** Largest payload we accept (power of two, 128..4096); larger received TLPs are Malformed. Default 4096. */
+  maxPayloadSize?: number;
+  /** Default true. */
+  tag10Bit?: boolean;
+  /** Extra feature flags to announce ("scaled-fc" is added from `scaledFlowControl`). */
+  features?: readonly string[];
+  /** Offer PCIe Scaled Flow Control. Default true. */
+  scaledFlowControl?: boolean;
+  /** Our receive credits (0 = infinite), merged over DEFAULT_CREDITS. Rounded to the scale. */
+  credits?: Partial<CreditValues>;
+  scales?: Partial<CreditScales>;
+  /** Default 5 s. */
+  handshakeTimeoutNs?: number;
+  /** Flush a batch before it would grow past this many bytes. Default 64 KiB. */
+  batchBytes?: number;
+  /** Log one malformed-TLP warning per this many (the first is always logged). Default 100. */
+  malformedLogEvery?: number;
+  /** Send UpdateFC at the end of the turn once this fraction of a window was freed. Default 0.25. */
+  fcUpdateFraction?: number;
+  /** Otherwise send freed credits at the latest after this long. Default 100 µs. */
+  fcUpdateDelayNs?: number;
+  /** Protocol version to announce; only tests change it (to act as another version). */
+  protocolVersion?: number;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: TlpwireError) => void;
+}
+
+const SENT_KEY = Object.fromEntries(TLP_KINDS.map((k) => [k, `tlp.sent.${k}`])) as Record<TlpKind, string>;
+const RECEIVED_KEY = Object.fromEntries(TLP_KINDS.map((k) => [k, `tlp.received.${k}`])) as Record<TlpKind, string>;
+
+export class Link implements LinkPort {
+  readonly counters: Counters;
+  readonly remote: string;
+
+  onTlp: (tlp: Tlp) => void = () => {};
+  onCreditsAvailable: () => void = () => {};
+  onStateChange: (state: LinkState, reason?: string) => void = () => {};
+  /** A received TLP failed to decode (or broke a link-level rule); it was dropped. `bytes` is a view. */
+  onMalformedTlp: (error: TlpwireError, bytes: Uint8Array) => void = () => {};
+
+  private _state: LinkState = 'down';
+  private _partner: LinkCapabilities | undefined;
+  private started = false;
+  private finished = false;
+  private downReason: string | undefined;
+  private downError: TlpwireError | undefined;
+
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly version: number;
+  private readonly hello: HelloBody;
+  private readonly ownAdv: CreditAdvertisement;
+  private readonly batchBytes: number;
+  private readonly malformedLogEvery: number;
+  private readonly fcUpdateFraction: number;
+  private readonly fcUpdateDelayNs: number;
+  private readonly maxPayloadSize: number;
+  private readonly handshakeTimeoutNs: number;
+
+  private readonly writer: BatchWriter;
+  private flushScheduled = false;
+  private readonly flushFromDefer = (): void => {
+    this.flushScheduled = false;
+    this.flush();
+  };
+  private fcTimer: TimerHandle | undefined;
+  private handshakeTimer: TimerHandle | undefined;
+  private congested = false;
+  /** Inside receive(): urgent credit returns wait for the end of the message, not the turn. */
+  private receiving = false;
+  private flushAfterReceive = false;
+
+  private partnerHello: HelloBody | undefined;
+  private tx: TxCredits | undefined;
+  private rx: RxCredits | undefined;
+  private malformedCount = 0;
+  private upWaiters: Waiter[] = [];
+  private downWaiters: ((reason: string) => void)[] = [];
+
+  constructor(
+    private readonly transport: Transport,
+    options: LinkOptions,
+  ) {
+    this.clock = options.clock;
+    this.counters = options.counters ?? new Counters();
+    this.remote = transport.remote;
+    this.log = (options.logger ?? silentLogger).child({ link: transport.remote });
+    this.version = options.protocolVersion ?? PROTOCOL_VERSION;
+    this.batchBytes = options.batchBytes ?? DEFAULT_BATCH_BYTES;
+    this.malformedLogEvery = Math.max(1, options.malformedLogEvery ?? 100);
+    this.fcUpdateFraction = options.fcUpdateFraction ?? 0.25;
+    this.fcUpdateDelayNs = options.fcUpdateDelayNs ?? 100_000;
+    this.handshakeTimeoutNs = options.handshakeTimeoutNs ?? DEFAULT_HANDSHAKE_TIMEOUT_NS;
+    this.maxPayloadSize = options.maxPayloadSize ?? 4096;
+    if (!(MPS_BYTES as readonly number[]).includes(this.maxPayloadSize)) {
+      throw new TlpwireError('ERR_USAGE', `maxPayloadSize ${this.maxPayloadSize} is not one of ${MPS_BYTES.join(', ')}`);
+    }
+    const maxControl = ITEM_HEADER_BYTES + MAX_CONTROL_BODY_BYTES;
+    if (this.batchBytes < BATCH_HEADER_BYTES + Math.max(maxControl, ITEM_HEADER_BYTES + MAX_TLP_BYTES) || this.batchBytes > MAX_MESSAGE_BYTES) {
+      throw new TlpwireError('ERR_USAGE', `batchBytes ${this.batchBytes} must be between ${BATCH_HEADER_BYTES + maxControl} and ${MAX_MESSAGE_BYTES}`);
+    }
+    this.ownAdv = normalizeAdvertisement({
+      credits: { ...DEFAULT_CREDITS, ...options.credits },
+      scale: { ...DEFAULT_SCALES, ...options.scales },
+    });
+    const badAdv = checkAdvertisement(this.ownAdv);
+    if (badAdv !== undefined) throw new TlpwireError('ERR_USAGE', `credit configuration: ${badAdv}`);
+    // §3.4.2: a receiver must advertise room for the largest TLP it accepts, or a sender waits
+    // forever. With scale s up to s − 1 freed credits may still be unadvertised, so add s − 1.
+    const largest = { PD: this.maxPayloadSize / 16, CplD: this.maxPayloadSize / 16, NPD: 2 /* CAS, 32 B */ } as const;
+    for (const t of ['PD', 'CplD', 'NPD'] as const) {
+      const c = this.ownAdv.credits[t];
+      const need = largest[t] + this.ownAdv.scale[t] - 1;
+      if (c !== 0 && (c < need || Math.min(c, 2047) < largest[t])) {
+        throw new TlpwireError(
+          'ERR_USAGE',
+          `${t} credits ${c} at scale ${this.ownAdv.scale[t]} cannot hold one ${t === 'NPD' ? '32-byte AtomicOp' : `${this.maxPayloadSize}-byte payload`} (${need} needed)`,
+        );
+      }
+    }
+    const features = new Set(options.features ?? []);
+    if (options.scaledFlowControl ?? true) features.add(FEATURE_SCALED_FC);
+    else features.delete(FEATURE_SCALED_FC);
+    this.hello = {
+      protocol: PROTOCOL_NAME,
+      version: this.version,
+      role: options.role,
+      capabilities: { maxPayloadSize: this.maxPayloadSize, tag10Bit: options.tag10Bit ?? true, features: [...features] },
+      fc: this.ownAdv,
+    };
+    if (options.name !== undefined) this.hello.name = options.name;
+    this.writer = new BatchWriter(this.version & 0xff);
+
+    transport.onMessage = (data) => this.receive(data);
+    transport.onDrain = () => this.drained();
+    transport.onClose = (error) => {
+      this.goDown(error === undefined ? 'transport closed by peer' : `transport error: ${error.message}`, 'ERR_LINK_DOWN', false);
+    };
+  }
+
+  get state(): LinkState {
+    return this._state;
+  }
+
+  get partner(): LinkCapabilities | undefined {
+    return this._partner;
+  }
+
+  /** Why the link went down (undefined while it has not). */
+  get reason(): string | undefined {
+    return this.downReason;
+  }
+
+  /** Sends our HELLO and starts the handshake timer: down → training. */
+  start(): void {
+    if (this.started || this.finished) return;
+    this.started = true;
+    this.setState('training');
+    this.handshakeTimer = this.clock.setTimer(this.handshakeTimeoutNs, () => {
+      this.handshakeTimer = undefined;
+      if (this._state === 'up' || this.finished) return;
+      const ms = this.handshakeTimeoutNs / 1e6;
+      this.log.warn({ timeoutMs: ms }, 'handshake timed out');
+      this.goDown(`handshake timeout after ${ms} ms`, 'ERR_LINK_TIMEOUT', true);
+    });
+    this.appendControl(ITEM.HELLO, this.hello);
+    this.flush();
+    if (!this.finished && this.partnerHello !== undefined) this.goUp(this.partnerHello);
+  }
+
+  /** Resolves when the link is up; rejects with the reason if it goes down first. */
+  whenUp(): Promise<void> {
+    if (this._state === 'up') return Promise.resolve();
+    if (this.finished) return Promise.reject(this.downError ?? new TlpwireError('ERR_LINK_DOWN', 'link is down'));
+    return new Promise((resolve, reject) => this.upWaiters.push({ resolve, reject }));
+  }
+
+  /** Resolves with the reason once the link is down for good. */
+  whenDown(): Promise<string> {
+    if (this.finished) return Promise.resolve(this.downReason ?? 'down');
+    return new Promise((resolve) => this.downWaiters.push(resolve));
+  }
+
+  hasCredits(cls: TlpClass, dataBytes: number): boolean {
+    if (this._state !== 'up' || this.tx === undefined) return false;
+    if (this.congested) {
+      this.counters.add('stalls.transport');
+      return false;
+    }
+    if (!this.tx.canSend(cls, dataBytes)) {
+      this.counters.add('stalls.credits');
+      return false;
+    }
+    return true;
+  }
+
+  /** Credits the partner still grants for a type (Infinity when it advertised infinite). */
+  creditsAvailable(type: CreditType): number {
+    return this.tx?.available(type) ?? 0;
+  }
+
+  /** Credits we have received for a type and the consumer has not released yet. */
+  creditsHeld(type: CreditType): number {
+    return this.rx?.heldCredits(type) ?? 0;
+  }
+
+  /**
+   * Queues a TLP for this turn's batch. Throws ERR_LINK_DOWN when the link is not up,
+   * ERR_LINK_NO_CREDITS when the partner has not granted the credits (call hasCredits first), and
+   * the codec's ERR_TLP_* when the TLP is invalid; in each case nothing is queued.
+   */
+  sendTlp(tlp: Tlp): void {
+    const tx = this.tx;
+    if (this._state !== 'up' || tx === undefined) {
+      throw new TlpwireError('ERR_LINK_DOWN', `cannot send ${tlp.kind}: link is ${this._state}${this.downReason ? ` (${this.downReason})` : ''}`);
+    }
+    const size = encodedLength(tlp);
+    if (this.writer.length + ITEM_HEADER_BYTES + size > this.batchBytes) this.flush();
+    const { buf, offset } = this.writer.reserveItem(size);
+    const n = encodeTlpInto(tlp, buf, offset);
+    // Credits from the encoded bytes: the very computation the receiver makes before decoding.
+    const credits = rawTlpCredits(buf, offset, n);
+    if (credits === undefined) throw new TlpwireError('ERR_INTERNAL', `encoded ${tlp.kind} has an unknown Fmt/Type`);
+    if (!tx.canSend(credits.cls, credits.dataBytes)) {
+      this.counters.add('stalls.credits');
+      throw new TlpwireError('ERR_LINK_NO_CREDITS', `no ${credits.cls} credits for ${tlp.kind} with ${credits.dataBytes} data bytes (call hasCredits first)`);
+    }
+    tx.consume(credits.cls, credits.dataBytes);
+    this.writer.commitItem(ITEM.TLP, n);
+    this.counters.add(SENT_KEY[tlp.kind]);
+    this.scheduleFlush();
+  }
+
+  releaseCredits(cls: TlpClass, dataBytes: number): void {
+    const rx = this.rx;
+    if (rx === undefined || this.finished) return; // nothing to return credits to
+    rx.release(cls, dataBytes);
+    if (rx.urgent()) {
+      // A partner waiting for these credits should not wait for the rest of our turn (which may
+      // hold many more socket reads): return them once the message being processed is done.
+      if (this.receiving) this.flushAfterReceive = true;
+      else this.scheduleFlush();
+    } else if (this.fcTimer === undefined) {
+      this.fcTimer = this.clock.setTimer(this.fcUpdateDelayNs, () => {
+        this.fcTimer = undefined;
+        this.flush();
+      });
+    }
+  }
+
+  /** Sends the batch being built now (normally it leaves at the end of the turn). */
+  flush(): void {
+    if (this.finished) return;
+    if (this.rx !== undefined && this._state === 'up') {
+      const update = this.rx.takeUpdate();
+      if (update !== undefined) {
+        this.appendControl(ITEM.UPDATE_FC, update);
+        this.counters.add('fc.updates.sent');
+      }
+      if (this.fcTimer !== undefined) {
+        this.fcTimer.cancel();
+        this.fcTimer = undefined;
+      }
+    }
+    const msg = this.writer.finish();
+    if (msg === undefined) return;
+    this.counters.add('batches.sent');
+    this.counters.add('bytes.sent', msg.length);
+    if (!this.transport.send([msg])) this.congested = true;
+  }
+
+  /** Closes the link: tells the partner why (BYE), then closes the transport. */
+  close(reason = 'closed locally'): void {
+    if (this.finished) return;
+    if (this.started) {
+      this.appendControl(ITEM.BYE, { reason });
+      this.flush();
+    }
+    this.goDown(reason, 'ERR_LINK_DOWN', true);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // receiving
+
+  private receive(msg: Uint8Array): void {
+    if (this.finished) return;
+    this.receiving = true;
+    try {
+      this.receiveBatch(msg);
+    } finally {
+      this.receiving = false;
+    }
+    if (this.flushAfterReceive) {
+      this.flushAfterReceive = false;
+      this.flush();
+    }
+  }
+
+  private receiveBatch(msg: Uint8Array): void {
+    this.counters.add('batches.received');
+    this.counters.add('bytes.received', msg.length);
+    if (!hasBatchMagic(msg)) {
+      if (this.partnerHello === undefined) {
+        this.refuseStranger(msg);
+      } else {
+        this.protocolError(`message without the batch header (starts ${hexPrefix(msg, 8)})`);
+      }
+      return;
+    }
+    if (this.partnerHello !== undefined && msg[2] !== (this.version & 0xff)) {
+      this.protocolError(`batch header says version ${msg[2]!}, the handshake agreed on ${this.version}`);
+      return;
+    }
+    let creditsChanged = false;
+    let off = BATCH_HEADER_BYTES;
+    const end = msg.length;
+    while (off < end) {
+      if (off + ITEM_HEADER_BYTES > end) {
+        this.protocolError(`truncated item header at byte ${off} of a ${end}-byte batch`);
+        return;
+      }
+      const type = msg[off]!;
+      const len = (msg[off + 2]! << 8) | msg[off + 3]!;
+      const body = off + ITEM_HEADER_BYTES;
+      if (body + len > end) {
+        this.protocolError(`item at byte ${off} (type 0x${type.toString(16)}) claims ${len} bytes, only ${end - body} left in the batch`);
+        return;
+      }
+      off = body + len;
+      // A partner may refuse us (ERROR) or leave (BYE) before it has sent its HELLO.
+      if (this.partnerHello === undefined && type !== ITEM.HELLO && type !== ITEM.ERROR && type !== ITEM.BYE) {
+        this.protocolError(`first item is type 0x${type.toString(16).padStart(2, '0')}, expected HELLO`);
+        return;
+      }
+      switch (type) {
+        case ITEM.TLP:
+          this.receiveTlp(msg, body, len);
+          break;
+        case ITEM.HELLO:
+          this.receiveHello(msg.subarray(body, body + len));
+          break;
+        case ITEM.UPDATE_FC:
+          if (this.receiveUpdateFc(msg.subarray(body, body + len))) creditsChanged = true;
+          break;
+        case ITEM.ERROR: {
+          const e = this.control(msg.subarray(body, body + len), parseError);
+          this.log.error({ code: e.code }, `partner reported an error: ${e.message}`);
+          this.goDown(`partner: ${e.message}`, e.code === 'ERR_LINK_VERSION' ? 'ERR_LINK_VERSION' : 'ERR_LINK_PROTOCOL', true);
+          break;
+        }
+        case ITEM.BYE: {
+          const b = this.control(msg.subarray(body, body + len), parseBye);
+          this.log.info(`partner closed the link: ${b.reason}`);
+          this.goDown(`partner closed: ${b.reason}`, 'ERR_LINK_DOWN', true);
+          break;
+        }
+        default:
+          if (type >= ITEM.IGNORABLE_MIN) {
+            this.counters.add('items.ignored');
+          } else {
+            this.protocolError(`unknown item type 0x${type.toString(16).padStart(2, '0')}${type === ITEM.TLP_SEQ || (type >= ITEM.ACK && type <= ITEM.RESUME) ? ' (reserved for a later version)' : ''}`);
+          }
+      }
+      if (this.finished) return;
+    }
+    if (creditsChanged) this.onCreditsAvailable();
+  }
+
+  private receiveTlp(msg: Uint8Array, body: number, len: number): void {
+    if (this._state !== 'up' || this.rx === undefined) {
+      this.protocolError('TLP received before the handshake completed');
+      return;
+    }
+    const credits = rawTlpCredits(msg, body, len);
+    if (credits !== undefined) {
+      const overrun = this.rx.receive(credits.cls, credits.dataBytes);
+      if (overrun !== undefined) {
+        this.protocolError(`partner sent beyond its ${overrun} credits`);
+        return;
+      }
+    }
+    let tlp: Tlp;
+    try {
+      if (credits === undefined) {
+        throw new TlpwireError('ERR_TLP_RESERVED', `byte 0 = 0x${(msg[body] ?? 0).toString(16).padStart(2, '0')} is not a TLP kind tlpwire carries`, { offset: 0 });
+      }
+      tlp = decodeTlp(msg, body, len);
+      if (credits.dataBytes > this.maxPayloadSize) {
+        // §2.2.2: a payload larger than Max_Payload_Size makes the TLP Malformed.
+        throw new TlpwireError('ERR_TLP_LENGTH', `${tlp.kind} payload of ${credits.dataBytes} bytes exceeds Max_Payload_Size ${this.maxPayloadSize}`, { offset: 0 });
+      }
+    } catch (e) {
+      const err = e instanceof TlpwireError ? e : new TlpwireError('ERR_TLP_MALFORMED', errorMessage(e), { cause: e });
+      this.malformed(err, msg.subarray(body, body + len));
+      // The TLP is dropped, so its buffer space is free again at once.
+      if (credits !== undefined) this.releaseCredits(credits.cls, credits.dataBytes);
+      return;
+    }
+    this.counters.add(RECEIVED_KEY[tlp.kind]);
+    try {
+      this.onTlp(tlp);
+    } catch (e) {
+      // The consumer's bug must not take the link (and the rest of this batch) down with it.
+      this.counters.add('errors.consumer');
+      this.log.error({ err: errorMessage(e), kind: tlp.kind }, 'onTlp threw');
+    }
+  }
+
+  private malformed(err: TlpwireError, bytes: Uint8Array): void {
+    this.malformedCount++;
+    this.counters.add('tlp.malformed');
+    if ((this.malformedCount - 1) % this.malformedLogEvery === 0) {
+      this.log.warn({ code: err.code, count: this.malformedCount, bytes: hexPrefix(bytes) }, `malformed TLP dropped: ${err.message}`);
+    }
+    try {
+      this.onMalformedTlp(err, bytes);
+    } catch (e) {
+      this.counters.add('errors.consumer');
+      this.log.error({ err: errorMessage(e) }, 'onMalformedTlp threw');
+    }
+  }
+
+  private receiveHello(bytes: Uint8Array): void {
+    if (this.partnerHello !== undefined) {
+      this.protocolError('second HELLO');
+      return;
+    }
+    const raw = unpackControl(bytes);
+    if (!raw.ok) {
+      this.protocolError(`handshake: ${raw.problem}`);
+      return;
+    }
+    const id = helloIdentity(raw.value);
+    if (id.protocol !== PROTOCOL_NAME) {
+      this.protocolError(`handshake names protocol ${JSON.stringify(id.protocol)}, not ${JSON.stringify(PROTOCOL_NAME)}`);
+      return;
+    }
+    if (id.version !== this.version) {
+      const reason = `protocol version mismatch: local ${this.version}, remote ${String(id.version)}`;
+      this.log.error({ local: this.version, remote: id.version }, reason);
+      this.fail(reason, 'ERR_LINK_VERSION');
+      return;
+    }
+    const hello = parseHello(raw.value);
+    if (!hello.ok) {
+      this.protocolError(hello.problem);
+      return;
+    }
+    const badAdv = checkAdvertisement(hello.value.fc);
+    if (badAdv !== undefined) {
+      this.protocolError(`bad handshake: fc: ${badAdv}`);
+      return;
+    }
+    this.partnerHello = hello.value;
+    if (this.started) this.goUp(hello.value);
+  }
+
+  private goUp(partner: HelloBody): void {
+    const scaled =
+      this.hello.capabilities.features.includes(FEATURE_SCALED_FC) && partner.capabilities.features.includes(FEATURE_SCALED_FC);
+    const partnerAdv = effectiveAdvertisement(partner.fc, scaled);
+    this.tx = new TxCredits(partnerAdv);
+    this.rx = new RxCredits(effectiveAdvertisement(this.ownAdv, scaled), this.fcUpdateFraction);
+    this._partner = {
+      maxPayloadSize: partner.capabilities.maxPayloadSize,
+      tag10Bit: partner.capabilities.tag10Bit,
+      features: partner.capabilities.features,
+      role: partner.name === undefined ? partner.role : `${partner.role} ${partner.name}`,
+    };
+    if (this.handshakeTimer !== undefined) {
+      this.handshakeTimer.cancel();
+      this.handshakeTimer = undefined;
+    }
+    this.log.info(
+      { partner: this._partner.role, mps: partner.capabilities.maxPayloadSize, scaledFc: scaled, credits: partnerAdv.credits },
+      'link up',
+    );
+    this.setState('up');
+    const waiters = this.upWaiters;
+    this.upWaiters = [];
+    for (const w of waiters) w.resolve();
+  }
+
+  private receiveUpdateFc(bytes: Uint8Array): boolean {
+    const tx = this.tx;
+    if (tx === undefined) {
+      this.protocolError('UpdateFC before the handshake completed');
+      return false;
+    }
+    const raw = unpackControl(bytes);
+    const upd = raw.ok ? parseUpdateFc(raw.value) : raw;
+    if (!upd.ok) {
+      this.protocolError(upd.problem);
+      return false;
+    }
+    this.counters.add('fc.updates.received');
+    let raised = false;
+    for (const t of CREDIT_TYPES) {
+      const field = upd.value[t];
+      if (field === undefined) continue;
+      const r = tx.update(t, field);
+      if (r === 'raised') raised = true;
+      else if (r !== 'same') {
+        this.protocolError(`flow control protocol error: ${r}`);
+        return false;
+      }
+    }
+    return raised;
+  }
+
+  private control<T>(bytes: Uint8Array, parse: (v: unknown) => T): T {
+    const raw = unpackControl(bytes);
+    return parse(raw.ok ? raw.value : undefined);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // sending control, errors, state
+
+  private appendControl(type: number, body: object): void {
+    const bytes = packControl(body);
+    if (bytes.length > MAX_CONTROL_BODY_BYTES) {
+      throw new TlpwireError('ERR_INTERNAL', `control item of ${bytes.length} bytes exceeds ${MAX_CONTROL_BODY_BYTES}`);
+    }
+    if (this.writer.length + ITEM_HEADER_BYTES + bytes.length > this.batchBytes) this.flush();
+    this.writer.appendItem(type, bytes);
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    this.clock.defer(this.flushFromDefer);
+  }
+
+  private drained(): void {
+    if (!this.congested) return;
+    this.congested = false;
+    if (this._state === 'up') this.onCreditsAvailable();
+  }
+
+  /** Bytes that are not tlpwire at all: log who it was and hang up without answering. */
+  private refuseStranger(msg: Uint8Array): void {
+    this.counters.add('errors.protocol');
+    const reason = `not a tlpwire peer (first bytes: ${hexPrefix(msg, 8) || 'none'})`;
+    this.log.warn({ remote: this.remote }, `refused: ${reason}`);
+    this.goDown(reason, 'ERR_LINK_PROTOCOL', true);
+  }
+
+  /** A tlpwire partner broke the protocol: count, log, tell it why, close. */
+  private protocolError(message: string): void {
+    this.counters.add('errors.protocol');
+    this.log.error(`protocol error: ${message}`);
+    this.fail(`protocol error: ${message}`, 'ERR_LINK_PROTOCOL');
+  }
+
+  /** Sends an ERROR item (best effort) and goes down. */
+  private fail(reason: string, code: ErrorCode): void {
+    if (this.finished) return;
+    this.writer.discard();
+    this.appendControl(ITEM.ERROR, { code, message: reason });
+    this.flush();
+    this.goDown(reason, code, true);
+  }
+
+  private setState(state: LinkState, reason?: string): void {
+    this._state = state;
+    try {
+      if (reason === undefined) this.onStateChange(state);
+      else this.onStateChange(state, reason);
+    } catch (e) {
+      this.counters.add('errors.consumer');
+      this.log.error({ err: errorMessage(e) }, 'onStateChange threw');
+    }
+  }
+
+  private goDown(reason: string, code: ErrorCode, closeTransport: boolean): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.downReason = reason;
+    this.downError = new TlpwireError(code, reason);
+    this.handshakeTimer?.cancel();
+    this.handshakeTimer = undefined;
+    this.fcTimer?.cancel();
+    this.fcTimer = undefined;
+    this.writer.discard();
+    if (closeTransport) this.transport.close(reason);
+    if (this.started) {
+      this.log.info({ reason }, 'link down');
+      this.setState('down', reason);
+    }
+    const up = this.upWaiters;
+    this.upWaiters = [];
+    for (const w of up) w.reject(this.downError);
+    const down = this.downWaiters;
+    this.downWaiters = [];
+    for (const w of down) w(reason);
+  }
+}

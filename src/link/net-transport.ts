@@ -1,0 +1,162 @@
+/**
+ * tcp://HOST:PORT and unix:PATH transports over node:net. Each message is one record: a 4-byte
+ * big-endian length, then the message (docs/PROTOCOL.md, "Transports").
+ */
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { TlpwireError, silentLogger, type Logger } from '../core/index.js';
+import { DEFAULT_HIGH_WATER_BYTES, MAX_MESSAGE_BYTES } from './constants.js';
+import { RECORD_PREFIX_BYTES, RecordParser, recordPrefix } from './record-parser.js';
+import { SocketTransportBase } from './socket-transport-base.js';
+import type { Transport, TransportOptions, TransportServer } from './transport.js';
+import { formatLinkUrl, listenError, connectError, type LinkUrl } from './url.js';
+
+export class NetTransport extends SocketTransportBase {
+  private readonly parser: RecordParser;
+  private readonly highWater: number;
+  private readonly log: Logger;
+  private error: Error | undefined;
+  private closing = false;
+  private closed = false;
+  private congested = false;
+
+  constructor(
+    private readonly socket: Socket,
+    readonly remote: string,
+    opts: TransportOptions = {},
+  ) {
+    super();
+    this.highWater = opts.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES;
+    this.log = opts.logger ?? silentLogger;
+    this.parser = new RecordParser(
+      opts.maxMessageBytes ?? MAX_MESSAGE_BYTES,
+      (rec) => this.deliverMessage(rec),
+      (err) => {
+        this.log.warn({ remote }, `closing connection: ${err.message}`);
+        this.error = err;
+        this.socket.destroy();
+      },
+    );
+    // We batch ourselves; Nagle would only add latency to the last small batch of a burst.
+    if (typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.parser.push(chunk));
+    socket.on('drain', () => {
+      if (!this.congested || this.closed) return;
+      this.congested = false;
+      this.onDrain();
+    });
+    socket.on('error', (err) => {
+      this.error ??= err;
+    });
+    socket.on('close', () => {
+      if (this.closed) return;
+      this.closed = true;
+      this.parser.stop();
+      this.deliverClose(this.error);
+    });
+  }
+
+  override send(chunks: readonly Uint8Array[]): boolean {
+    if (this.closing || this.closed) return true; // the owner learns about it from onClose
+    let total = 0;
+    for (const c of chunks) total += c.length;
+    const s = this.socket;
+    // cork/uncork: prefix and chunks leave in one writev, so one batch is one syscall.
+    s.cork();
+    s.write(recordPrefix(total, Buffer.allocUnsafe(RECORD_PREFIX_BYTES)));
+    for (const c of chunks) if (c.length > 0) s.write(c);
+    s.uncork();
+    // write() itself says "false" above the socket's own 16 KiB mark, far below a batch, so we use
+    // our own mark; 'drain' still fires because each such write() did return false.
+    if (s.writableLength > this.highWater) this.congested = true;
+    return !this.congested;
+  }
+
+  override close(reason?: string): void {
+    if (this.closing || this.closed) return;
+    this.closing = true;
+    this.parser.stop();
+    if (reason !== undefined) this.log.debug({ remote: this.remote, reason }, 'closing');
+    // end() flushes what was sent; destroy once that is done so a peer that never closes its
+    // side cannot keep the socket half-open.
+    this.socket.end(() => this.socket.destroy());
+  }
+}
+
+class NetServer implements TransportServer {
+  onConnection: (transport: Transport) => void = () => {};
+  private readonly live = new Set<NetTransport>();
+  private seq = 0;
+
+  constructor(
+    private readonly server: Server,
+    readonly url: string,
+    private readonly parsed: LinkUrl,
+    opts: TransportOptions,
+  ) {
+    const log = opts.logger ?? silentLogger;
+    server.on('connection', (socket: Socket) => {
+      const remote =
+        parsed.scheme === 'unix'
+          ? `unix:${parsed.path}#${++this.seq}`
+          : `tcp://${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+      log.debug({ remote }, 'connection accepted');
+      const t = new NetTransport(socket, remote, opts);
+      this.live.add(t);
+      socket.once('close', () => this.live.delete(t));
+      this.onConnection(t);
+    });
+    server.on('error', (err) => log.error({ url }, `listener error: ${err.message}`));
+  }
+
+  close(): Promise<void> {
+    for (const t of this.live) t.close('server closing');
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+export function listenNet(parsed: LinkUrl, opts: TransportOptions): Promise<TransportServer> {
+  const server = createServer({ noDelay: true });
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => reject(listenError(err, parsed));
+    server.once('error', onError);
+    const ready = (): void => {
+      server.off('error', onError);
+      let url: string;
+      if (parsed.scheme === 'unix') {
+        url = formatLinkUrl(parsed);
+      } else {
+        const addr = server.address();
+        const port = typeof addr === 'object' && addr !== null ? addr.port : parsed.port;
+        url = formatLinkUrl({ ...parsed, port });
+      }
+      resolve(new NetServer(server, url, parsed, opts));
+    };
+    if (parsed.scheme === 'unix') server.listen(parsed.path, ready);
+    else server.listen(parsed.port, parsed.host, ready);
+  });
+}
+
+export function connectNet(parsed: LinkUrl, opts: TransportOptions): Promise<Transport> {
+  return new Promise((resolve, reject) => {
+    const socket =
+      parsed.scheme === 'unix' ? createConnection({ path: parsed.path }) : createConnection({ host: parsed.host, port: parsed.port });
+    const timeoutMs = opts.connectTimeoutMs ?? 10_000;
+    socket.setTimeout(timeoutMs);
+    const fail = (err: NodeJS.ErrnoException): void => {
+      socket.destroy();
+      reject(connectError(err, parsed));
+    };
+    const onTimeout = (): void => {
+      socket.destroy();
+      reject(new TlpwireError('ERR_TRANSPORT', `cannot connect to ${formatLinkUrl(parsed)}: no answer within ${timeoutMs} ms`));
+    };
+    socket.once('error', fail);
+    socket.once('timeout', onTimeout);
+    socket.once('connect', () => {
+      socket.off('error', fail);
+      socket.off('timeout', onTimeout);
+      socket.setTimeout(0);
+      resolve(new NetTransport(socket, formatLinkUrl(parsed), opts));
+    });
+  });
+}
