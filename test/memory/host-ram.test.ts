@@ -1,0 +1,160 @@
+import { describe, expect, it } from 'vitest';
+import { isTlpwireError } from '../../src/core/index.js';
+import { HostRam, RangeAllocator, type RamWriteObserver } from '../../src/memory/index.js';
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (e) {
+    return isTlpwireError(e) ? e.code : `not a TlpwireError: ${String(e)}`;
+  }
+  return undefined;
+}
+
+describe('HostRam', () => {
+  it('defaults to 64 MiB and allocates backing pages lazily', () => {
+    expect(new HostRam().size).toBe(64 * 1024 * 1024);
+    const big = new HostRam({ size: 1024 * 1024 * 1024 });
+    expect(big.pagesAllocated).toBe(0);
+    expect(big.read32(0x3000_0000)).toBe(0);
+    big.fill(0x1000, 1 << 20, 0);
+    expect(big.pagesAllocated).toBe(0);
+    big.write8(0x3fff_ffff, 7);
+    expect(big.pagesAllocated).toBe(1);
+    expect(big.read8(0x3fff_ffff)).toBe(7);
+  });
+
+  it('is little-endian at every width (bytes written by hand)', () => {
+    const ram = new HostRam({ size: 1 << 20 });
+    ram.writeBytes(0x100, Uint8Array.of(0x44, 0x33, 0x22, 0x11, 0x88, 0x77, 0x66, 0x05));
+    expect(ram.read8(0x100)).toBe(0x44);
+    expect(ram.read16(0x100)).toBe(0x3344);
+    expect(ram.read32(0x100)).toBe(0x11223344);
+    expect(ram.read32(0x104)).toBe(0x05667788);
+    expect(ram.read64(0x100)).toBe(0x05667788 * 2 ** 32 + 0x11223344);
+    ram.write32(0x200, 0xdeadbeef);
+    expect([...ram.readBytes(0x200, 4)]).toEqual([0xef, 0xbe, 0xad, 0xde]);
+    ram.write16(0x210, 0xabcd);
+    expect([...ram.readBytes(0x210, 2)]).toEqual([0xcd, 0xab]);
+  });
+
+  it('handles accesses that cross a backing page', () => {
+    const ram = new HostRam({ size: 1 << 20, pageSize: 4096 });
+    ram.write32(4094, 0xaabbccdd);
+    expect([...ram.readBytes(4094, 4)]).toEqual([0xdd, 0xcc, 0xbb, 0xaa]);
+    expect(ram.read32(4094)).toBe(0xaabbccdd);
+    ram.write16(8191, 0x1234);
+    expect(ram.read16(8191)).toBe(0x1234);
+    ram.write64(4092, 2 ** 52 + 3);
+    expect(ram.read64(4092)).toBe(2 ** 52 + 3);
+    const src = new Uint8Array(10_000).map((_, i) => i & 0xff);
+    ram.writeBytes(100, src);
+    expect(ram.readBytes(100, 10_000)).toEqual(src);
+    const dst = new Uint8Array(20);
+    ram.readInto(4090, dst, 5, 10);
+    expect([...dst.subarray(5, 15)]).toEqual([...src.subarray(3990, 4000)]);
+    expect([...dst.subarray(0, 5)]).toEqual([0, 0, 0, 0, 0]);
+  });
+
+  it('stores u64 from a safe integer or from two halves', () => {
+    const ram = new HostRam({ size: 1 << 16 });
+    ram.write64(8, 2 ** 53 - 1);
+    expect(ram.read64(8)).toBe(2 ** 53 - 1);
+    expect(ram.read32(8)).toBe(0xffffffff);
+    expect(ram.read32(12)).toBe(0x1fffff);
+    ram.write64Halves(16, 0x89abcdef, 0xfedcba98);
+    expect(ram.read32(16)).toBe(0x89abcdef);
+    expect(ram.read32(20)).toBe(0xfedcba98);
+    expect(codeOf(() => ram.write64(0, -1))).toBe('ERR_MEMORY_RANGE');
+    expect(codeOf(() => ram.write64(0, 2 ** 53))).toBe('ERR_MEMORY_RANGE');
+    expect(codeOf(() => ram.write64(0, 1.5))).toBe('ERR_MEMORY_RANGE');
+  });
+
+  it('bounds-checks every access with ERR_MEMORY_RANGE and the offending offset', () => {
+    const ram = new HostRam({ size: 0x10000 });
+    expect(codeOf(() => ram.read32(0xfffe))).toBe('ERR_MEMORY_RANGE');
+    expect(codeOf(() => ram.read8(0x10000))).toBe('ERR_MEMORY_RANGE');
+    expect(codeOf(() => ram.write16(-2, 0))).toBe('ERR_MEMORY_RANGE');
+    expect(codeOf(() => ram.read32(Number.NaN))).toBe('ERR_MEMORY_RANGE');
+    expect(codeOf(() => ram.read32(1.5))).toBe('ERR_MEMORY_RANGE');
+    expect(codeOf(() => ram.writeBytes(0xfff0, new Uint8Array(17)))).toBe('ERR_MEMORY_RANGE');
+    expect(codeOf(() => ram.dmaWrite(0xffff, new Uint8Array(2)))).toBe('ERR_MEMORY_RANGE');
+    try {
+      ram.read32(0xfffe);
+    } catch (e) {
+      expect(isTlpwireError(e) && e.offset).toBe(0xfffe);
+    }
+    expect(ram.read32(0xfffc)).toBe(0);
+  });
+
+  it('rejects invalid geometry', () => {
+    expect(codeOf(() => new HostRam({ size: 0 }))).toBe('ERR_MEMORY_RANGE');
+    expect(codeOf(() => new HostRam({ size: 2 ** 40 }))).toBe('ERR_MEMORY_RANGE');
+    expect(codeOf(() => new HostRam({ pageSize: 3000 }))).toBe('ERR_MEMORY_RANGE');
+  });
+
+  it('tells observers about device writes before they land, numbering them', () => {
+    const ram = new HostRam({ size: 1 << 16 });
+    ram.write32(0x40, 0x11111111);
+    const seen: string[] = [];
+    const obs: RamWriteObserver = {
+      beforeDeviceWrite: (a, n, seq) => seen.push(`dev ${a} ${n} #${seq} old=${ram.read32(0x40).toString(16)}`),
+      afterCpuStore: (a, n) => seen.push(`cpu ${a} ${n}`),
+    };
+    const remove = ram.addObserver(obs);
+    ram.dmaWrite(0x40, Uint8Array.of(2, 2, 2, 2));
+    ram.notifyCpuStore(0x44, 4);
+    ram.write32(0x48, 5); // plain writes are not device writes
+    expect(ram.dmaWriteSeq).toBe(1);
+    remove();
+    ram.dmaWrite(0x40, Uint8Array.of(3));
+    expect(ram.dmaWriteSeq).toBe(2);
+    expect(seen).toEqual(['dev 64 4 #1 old=11111111', 'cpu 68 4']);
+    expect(ram.read32(0x40)).toBe(0x02020203);
+  });
+
+  it('allocates aligned physical memory above the reserved low region', () => {
+    const ram = new HostRam({ size: 1 << 20, reserveLow: 0x10000 });
+    const a = ram.allocate(100);
+    expect(a % 4096).toBe(0);
+    expect(a).toBeGreaterThanOrEqual(0x10000);
+    const b = ram.allocate(0x3000, 0x4000);
+    expect(b % 0x4000).toBe(0);
+    expect(b >= a + 100 || b + 0x3000 <= a).toBe(true);
+    expect(ram.bytesAllocated).toBe(100 + 0x3000);
+    expect(ram.free(a)).toBe(100);
+    expect(codeOf(() => ram.free(a))).toBe('ERR_MEMORY_RANGE');
+    expect(codeOf(() => ram.allocate(1 << 20))).toBe('ERR_MEMORY_EXHAUSTED');
+    expect(codeOf(() => ram.allocate(16, 3))).toBe('ERR_MEMORY_RANGE');
+    expect(codeOf(() => ram.allocate(0))).toBe('ERR_MEMORY_RANGE');
+  });
+});
+
+describe('RangeAllocator', () => {
+  it('coalesces freed neighbours back into one range', () => {
+    const r = new RangeAllocator(0x1000, 0x9000);
+    const a = r.allocate(0x1000);
+    const b = r.allocate(0x1000);
+    const c = r.allocate(0x1000);
+    expect([a, b, c]).toEqual([0x1000, 0x2000, 0x3000]);
+    r.free(b);
+    expect(r.freeRanges()).toEqual([
+      { start: 0x2000, end: 0x3000 },
+      { start: 0x4000, end: 0x9000 },
+    ]);
+    r.free(a);
+    r.free(c);
+    expect(r.freeRanges()).toEqual([{ start: 0x1000, end: 0x9000 }]);
+    expect(r.bytesAllocated).toBe(0);
+  });
+
+  it('fills a hole that fits and keeps the alignment slack free', () => {
+    const r = new RangeAllocator(0, 0x10000);
+    const a = r.allocate(0x10);
+    const b = r.allocate(0x100, 0x100);
+    expect(a).toBe(0);
+    expect(b).toBe(0x100);
+    expect(r.allocate(0x20)).toBe(0x10); // the slack before b
+    expect(r.sizeOf(b)).toBe(0x100);
+  });
+});
