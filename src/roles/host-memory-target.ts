@@ -18,7 +18,11 @@ export class HostMemoryTarget implements CompleterTarget {
   ) {}
 
   claims(address: number, length: number, requesterId: number): boolean {
-    const phys = this.iommu.translate(requesterId, address, Math.max(1, length), false);
+    // Claimed when mapped for either direction; a read of a write-only mapping (or the reverse)
+    // then faults in read/write, which the IOMMU records.
+    const len = Math.max(1, length);
+    let phys = this.iommu.translate(requesterId, address, len, false);
+    if (typeof phys !== 'number') phys = this.iommu.translate(requesterId, address, len, true);
     if (typeof phys !== 'number') {
       this.counters.add('iommu.fault');
       if (this.faultsLogged++ < 10) {

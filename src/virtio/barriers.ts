@@ -18,8 +18,8 @@ export type CpuBarrier =
   | 'rmb'
   | 'mb';
 
-/** Barriers of the device's DMA engine. */
-export type DeviceBarrier = 'rmb' | 'wmb' | 'mb';
+/** Barriers of the device's DMA engine; virt_* are a CPU-built device's SMP barriers (vringh's weak mode). */
+export type DeviceBarrier = 'rmb' | 'wmb' | 'mb' | 'virt_rmb' | 'virt_wmb' | 'virt_mb';
 
 export type BarrierFlavour = 'weak' | 'strict' | 'none';
 
@@ -99,10 +99,12 @@ export function cpuBarrierFor(order: BarrierOrder, flavour: BarrierFlavour): Cpu
 
 /**
  * The device engine barrier for a flavour. A device's "weak" barriers are SMP barriers of the
- * device's own CPU (vringh's virtio_*), which say nothing about the order its DMA leaves in.
+ * device's own CPU (vringh's virtio_* with weak_barriers), which order its DMA only where the
+ * device platform is TSO.
  */
 export function deviceBarrierFor(order: BarrierOrder, flavour: BarrierFlavour): DeviceBarrier | undefined {
-  if (flavour !== 'strict') return undefined;
+  if (flavour === 'none') return undefined;
+  if (flavour === 'weak') return order === 'w' ? 'virt_wmb' : order === 'r' ? 'virt_rmb' : 'virt_mb';
   return order === 'w' ? 'wmb' : order === 'r' ? 'rmb' : 'mb';
 }
 
