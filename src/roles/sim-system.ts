@@ -1,7 +1,8 @@
 import { SeededRng, silentLogger, type Logger } from '../core/index.js';
 import { createMemoryTransportPair } from '../link/index.js';
 import { HostCpu, type MemoryPlatform } from '../memory/index.js';
-import { FrameChecker, FrameGenerator, LoopbackBackend, type FrameCheckSummary, type VirtioNetDriver } from '../net/index.js';
+import { LoopbackBackend, type VirtioNetDriver } from '../net/index.js';
+import { TrafficRun, type TrafficResult } from './net-traffic.js';
 import { PciDevice, enumerateDevice, type EnumerationResult } from '../pci/index.js';
 import { VirtualClock } from '../sim/index.js';
 import type { BarrierFlavour, BarrierSite, DriverBarrierMode } from '../virtio/index.js';
@@ -147,26 +148,10 @@ export class SimSystem {
    * Sends `frames` test frames through the card's loopback and back, keeping `window` in
    * flight; returns the checker's summary. Stops early when the device or driver fails.
    */
-  async traffic(net: VirtioNetDriver, frames: number, window = 32, sizes = { min: 60, max: 1514 }): Promise<FrameCheckSummary & { failure: string | undefined; sent: number }> {
-    const gen = new FrameGenerator({ dst: net.mac, src: net.mac, size: sizes, rng: this.rng.fork(), clock: this.clock });
-    const checker = new FrameChecker({ clock: this.clock });
-    let sent = 0;
-    let received = 0;
-    const pump = (): void => {
-      while (sent < frames && sent - received < window) {
-        if (!net.send(gen.next())) return;
-        sent++;
-      }
-    };
-    net.onFrame = (f) => {
-      received++;
-      checker.check(f);
-      pump();
-    };
-    net.onWritable = pump;
-    pump();
+  async traffic(net: VirtioNetDriver, frames: number, window = 32, sizes = { min: 60, max: 1514 }): Promise<TrafficResult & { failure: string | undefined }> {
+    const run = new TrafficRun(net, { frames, window, sizes, clock: this.clock, rng: this.rng.fork() });
     const failed = (): string | undefined => this.host?.failure ?? this.card.transport.needsResetReason;
-    await this.run(() => received >= frames || failed() !== undefined);
-    return { ...checker.summary(), failure: failed(), sent };
+    await this.run(() => run.done || failed() !== undefined);
+    return { ...run.result(), failure: failed() };
   }
 }
