@@ -126,7 +126,10 @@ export class SplitRingDriver<T> {
     let writable = 0;
     for (const sg of inp) writable += sg.len;
 
-    const table = this.opts.indirect && total > 1 && this.numFreeDesc >= 1 ? this.opts.indirectAllocator?.alloc(total * VIRTQ_DESC_SIZE) : undefined;
+    const indirect = this.opts.indirect && total > 1 && this.opts.indirectAllocator !== undefined;
+    // An indirect chain needs one ring descriptor: with none free, wait for room.
+    if (indirect && this.numFreeDesc < 1) return false;
+    const table = indirect ? this.opts.indirectAllocator?.alloc(total * VIRTQ_DESC_SIZE) : undefined;
     if (table !== undefined) {
       for (let i = 0; i < total; i++) {
         const sg = i < out.length ? out[i]! : inp[i - out.length]!;

@@ -31,12 +31,29 @@ export class FlatMemory implements DriverMemory {
     this.barriers.push(kind);
   }
 
-  /** The device side: async reads that copy, like a DMA read completion. */
-  deviceView(): DeviceMemory {
+  /**
+   * The device side: async reads that copy, like a DMA read completion. With `complete`, each
+   * read is performed when `complete` calls back (a test passes a clock timer with a random
+   * delay, so reads complete late and out of order, interleaved with the driver).
+   */
+  deviceView(options: { complete?: (fn: () => void) => void } = {}): DeviceMemory {
+    const complete = options.complete;
+    const readNow = (addr: number, len: number): Uint8Array => {
+      if (addr < 0 || addr + len > this.bytes.length) throw new RangeError(`DMA read outside memory: 0x${addr.toString(16)}`);
+      return this.bytes.slice(addr, addr + len);
+    };
     return {
       read: async (addr, len) => {
-        if (addr < 0 || addr + len > this.bytes.length) throw new RangeError(`DMA read outside memory: 0x${addr.toString(16)}`);
-        return this.bytes.slice(addr, addr + len);
+        if (complete === undefined) return readNow(addr, len);
+        return new Promise<Uint8Array>((resolve, reject) => {
+          complete(() => {
+            try {
+              resolve(readNow(addr, len));
+            } catch (e) {
+              reject(e);
+            }
+          });
+        });
       },
       write: (addr, data) => {
         this.bytes.set(data, addr);
