@@ -64,6 +64,8 @@ export class TapBackend implements NetBackend {
   private readonly logged = new Set<string>();
   private mtuValue: number;
   private paused = false;
+  /** Whether the addon is polling the fd (it is stopped while paused or holding a backlog). */
+  private reading = false;
   private delivering = false;
   private closedReason: string | undefined;
 
@@ -96,7 +98,7 @@ export class TapBackend implements NetBackend {
       if (opts.up !== false) bringUp(native, opts.ifname, log);
       const backend = new TapBackend(native, opts, log);
       if (opts.carrier !== undefined) backend.setCarrier(opts.carrier);
-      native.startReading();
+      backend.syncReading();
       return backend;
     } catch (e) {
       native.close();
@@ -132,16 +134,20 @@ export class TapBackend implements NetBackend {
     if (this.paused) return;
     this.paused = true;
     this.counters.add('pauses');
-    if (this.closedReason === undefined) this.native.stopReading();
+    // Frames now wait in the kernel's queue (txqueuelen), which drops beyond it: backpressure.
+    if (this.reading) {
+      this.reading = false;
+      this.native.stopReading();
+    }
   }
 
   resume(): void {
     if (!this.paused) return;
     this.paused = false;
-    // Called from inside onFrame: the delivery loop below picks the backlog up itself.
+    // Called from inside onFrame: the delivery loop picks the backlog up and restarts reading.
     if (this.delivering) return;
     this.drainBacklog();
-    if (!this.paused && this.closedReason === undefined) this.native.startReading();
+    this.syncReading();
   }
 
   close(): Promise<void> {
@@ -204,7 +210,15 @@ export class TapBackend implements NetBackend {
       this.delivering = false;
     }
     if (!this.paused && this.backlog.length > 0) this.drainBacklog();
+    this.syncReading();
   };
+
+  /** Polls the fd exactly when frames can be delivered: not paused, nothing held back, open. */
+  private syncReading(): void {
+    if (this.reading || this.paused || this.backlog.length > 0 || this.closedReason !== undefined) return;
+    this.reading = true;
+    this.native.startReading();
+  }
 
   private drainBacklog(): void {
     this.delivering = true;
@@ -300,6 +314,7 @@ export class TapBackend implements NetBackend {
   private shutdown(reason: string): void {
     if (this.closedReason !== undefined) return;
     this.closedReason = reason;
+    this.reading = false;
     this.counters.add('dropped_closed', this.backlog.length);
     this.backlog.clear();
     this.native.close();

@@ -6,3 +6,5 @@ export * from './pci.js';
 export * from './pci-epf-test.js';
 export * from './transaction.js';
 export * from './memory.js';
+export * from './pcap.js';
+export * from './ethernet.js';

@@ -243,6 +243,18 @@ describe('TapBackend (scripted addon)', () => {
     };
     addon.last!.arrive(frame(60, 1), frame(60, 2), frame(60, 3));
     expect(got).toEqual([1, 2, 3]);
+    expect(addon.last!.reading).toBe(true); // and the fd is polled again
+  });
+
+  it('a pause that outlives the batch keeps the fd unpolled until resume', () => {
+    const addon = fakeAddon();
+    const b = TapBackend.open({ ifname: 'tap0', addon });
+    b.onFrame = () => b.pause();
+    addon.last!.arrive(frame(60, 1));
+    expect(addon.last!.reading).toBe(false);
+    b.onFrame = () => {};
+    b.resume();
+    expect(addon.last!.reading).toBe(true);
   });
 
   it('treats a full kernel queue (EAGAIN) and a down interface (EIO) as counted drops', () => {

@@ -112,8 +112,12 @@ describe.skipIf(reason !== undefined)(`TAP on a real interface${suffix}`, () => 
     expect(Buffer.from(udp.subarray(42)).toString()).toBe('hello from the kernel side');
     expect(macString(udp.subarray(0, 6))).toBe(macString(PEER_MAC));
 
-    // 3. the neighbour pings the kernel; the kernel answers through the TAP
-    tap.send(icmpEchoFrame(8, PEER_MAC, kernelMac, ipv4(subnet(2)), ipv4(subnet(1)), 0x7777, 3));
+    // 3. the neighbour pings the kernel; the kernel answers through the TAP. The request is a
+    //    view into a larger buffer: the addon must write the view, not the buffer from its start.
+    const echo = icmpEchoFrame(8, PEER_MAC, kernelMac, ipv4(subnet(2)), ipv4(subnet(1)), 0x7777, 3);
+    const padded = new Uint8Array(echo.length + 20).fill(0xee);
+    padded.set(echo, 7);
+    tap.send(padded.subarray(7, 7 + echo.length));
     await until(() => frames.some((f) => etherType(f) === 0x0800 && f[23] === 1 && f[34] === 0), 'an ICMP echo reply');
     const reply = frames.find((f) => etherType(f) === 0x0800 && f[23] === 1 && f[34] === 0)!;
     expect((reply[38]! << 8) | reply[39]!).toBe(0x7777);

@@ -1,0 +1,13 @@
+{
+  "targets": [
+    {
+      "target_name": "tap",
+      "sources": ["tap.c"],
+      "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
+      "conditions": [
+        ["OS!='linux'", { "type": "none", "sources!": ["tap.c"] }]
+      ]
+    }
+  ]
+}
