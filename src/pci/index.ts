@@ -15,3 +15,4 @@ export * from './pci-device.js';
 export * from './config-dump.js';
 export * from './crc32.js';
 export * from './link-tester.js';
+export * from './enumerate.js';

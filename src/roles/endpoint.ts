@@ -3,7 +3,16 @@ import { connectTransport, listenTransport, type Transport, type TransportServer
 import type { DmaPort, DmaWriteOptions } from '../memory/index.js';
 import type { InterruptMessage, PciDevice, PciFunction } from '../pci/index.js';
 import { MSG_CODE, MSG_ROUTING } from '../spec/index.js';
-import { forEachEnabledRun, type CompleterTarget, type ConfigTarget, type OrderingConfig, type TransactionConfig } from '../transaction/index.js';
+import {
+  DEFAULT_TRANSACTION_CONFIG,
+  forEachEnabledRun,
+  type CompleterTarget,
+  type ConfigTarget,
+  type OrderingConfig,
+  type Requester,
+  type TransactionConfig,
+} from '../transaction/index.js';
+import { FunctionRequesters } from './function-requesters.js';
 import { LinkStack, type LinkStackOptions } from './link-stack.js';
 
 export interface EndpointOptions {
@@ -27,6 +36,8 @@ export class Endpoint {
   private readonly log: Logger;
   private server: TransportServer | undefined;
   private current: LinkStack | undefined;
+  /** Per-function requesters and error routing of the current link (when there is a device). */
+  private functionPorts: FunctionRequesters | undefined;
   /** Bus/device captured from the last CfgWr0 (§2.2.6.2), as the Requester ID base. */
   private busDevice = 0;
   onLinkUp: (stack: LinkStack) => void = () => {};
@@ -72,21 +83,29 @@ export class Endpoint {
     });
     this.current = stack;
     const device = this.opts.device;
+    let ports: FunctionRequesters | undefined;
     if (device !== undefined) {
+      const base = { ...DEFAULT_TRANSACTION_CONFIG, requesterId: 0, ...this.opts.transaction };
+      ports = new FunctionRequesters(device, stack, this.opts.clock, base, this.log);
+      this.functionPorts = ports;
       stack.tl.completer.setConfigTarget(this.configTarget(device));
       stack.tl.completer.addMemoryTarget(this.barTarget(device));
       stack.tl.completer.onConfigWrite0 = (bdf) => {
         this.busDevice = bdf & 0xfff8;
         stack.tl.setId(this.busDevice);
+        ports?.setBusDevice(this.busDevice);
       };
     }
     stack.tl.onLinkState = (state, reason) => {
       if (state === 'up') {
         this.log.info({ remote: transport.remote }, 'link up');
+        ports?.linkUp();
         this.onLinkUp(stack);
       } else if (state === 'down') {
         this.log.info({ remote: transport.remote, reason }, 'link down');
         if (this.current === stack) this.current = undefined;
+        ports?.linkDown(reason ?? 'closed');
+        if (this.functionPorts === ports) this.functionPorts = undefined;
         // The card loses power with its link: functions return to their power-on state.
         for (const [, fn] of device?.functions ?? []) fn.powerOnReset();
         this.onLinkDown(reason ?? 'closed');
@@ -108,22 +127,33 @@ export class Endpoint {
       if (fn !== undefined && !fn.busMasterEnabled) throw new TlpwireError('ERR_REQUEST', `function ${fnNumber} has Bus Master Enable clear`);
       return s;
     };
+    // A function's failed request sets its Received Master/Target Abort bits.
+    const failed = (e: unknown): never => {
+      this.functionPorts?.requestFailed(fnNumber, e);
+      throw e;
+    };
     return {
       read: (address, length) => {
         try {
-          return stackOrThrow().tl.requester.memRead(address, length);
+          return this.requesterOf(stackOrThrow(), fnNumber).memRead(address, length).catch(failed);
         } catch (e) {
           return Promise.reject(e);
         }
       },
       write: (address, data, o?: DmaWriteOptions) => {
         try {
-          return stackOrThrow().tl.requester.memWrite(address, data, o?.relaxedOrdering === true ? { ro: true } : {});
+          return this.requesterOf(stackOrThrow(), fnNumber).memWrite(address, data, o?.relaxedOrdering === true ? { ro: true } : {});
         } catch (e) {
           return Promise.reject(e);
         }
       },
     };
+  }
+
+  /** Function n's requester on `stack` (the link's own one when the endpoint has no device). */
+  private requesterOf(stack: LinkStack, fnNumber: number): Requester {
+    const ports = this.functionPorts;
+    return ports !== undefined && this.current === stack ? ports.requester(fnNumber) : stack.tl.requester;
   }
 
   async close(): Promise<void> {
@@ -137,17 +167,16 @@ export class Endpoint {
       if (s === undefined || s.link.state !== 'up') return;
       const b = new Uint8Array(4);
       new DataView(b.buffer).setUint32(0, msg.data >>> 0, true);
-      s.tl.requester.memWrite(msg.address, b).catch((e: unknown) => this.log.debug({ err: errorMessage(e) }, 'interrupt write lost'));
+      this.requesterOf(s, n).memWrite(msg.address, b).catch((e: unknown) => this.log.debug({ err: errorMessage(e) }, 'interrupt write lost'));
     };
     fn.onIntx = (asserted, pin) => {
       const s = this.current;
       if (s === undefined || s.link.state !== 'up') return;
       const base = asserted ? MSG_CODE.ASSERT_INTA : MSG_CODE.DEASSERT_INTA;
-      s.tl.requester
+      this.requesterOf(s, n)
         .sendMessage({ messageCode: base + ((pin - 1) & 3), routing: MSG_ROUTING.LOCAL })
         .catch((e: unknown) => this.log.debug({ err: errorMessage(e) }, 'INTx message lost'));
     };
-    void n;
   }
 
   private configTarget(device: PciDevice): ConfigTarget {

@@ -2,6 +2,10 @@ import { Counters, silentLogger, type Logger } from '../core/index.js';
 import type { Iommu } from '../memory/index.js';
 import { forEachEnabledRun, type CompleterTarget } from '../transaction/index.js';
 
+const SLAB_BYTES = 256 * 1024;
+/** Larger reads (beyond any MRRS) get their own buffer. */
+const MAX_SLAB_READ = 4096;
+
 /**
  * Host RAM as the completer sees it: every device access is translated by the IOMMU for the
  * requesting function. An access outside the mappings is not claimed, so the completer answers
@@ -10,6 +14,14 @@ import { forEachEnabledRun, type CompleterTarget } from '../transaction/index.js
  */
 export class HostMemoryTarget implements CompleterTarget {
   private faultsLogged = 0;
+  /**
+   * Read payloads are carved from a slab instead of allocated one by one: a small typed array
+   * costs about as much to allocate as the rest of a read's completion path. Carving only moves
+   * forward (a full slab is replaced, never rewritten), so a returned view stays valid for as long
+   * as its holder keeps it.
+   */
+  private slab = new Uint8Array(0);
+  private slabPos = 0;
 
   constructor(
     private readonly iommu: Iommu,
@@ -34,9 +46,30 @@ export class HostMemoryTarget implements CompleterTarget {
   }
 
   read(address: number, length: number, requesterId: number): Uint8Array {
-    const out = new Uint8Array(length);
-    this.iommu.dmaRead(requesterId, address, out, 0, length);
-    return out;
+    if (length > MAX_SLAB_READ) {
+      const out = new Uint8Array(length);
+      this.iommu.dmaRead(requesterId, address, out, 0, length);
+      return out;
+    }
+    if (this.slabPos + length > this.slab.length) {
+      const b = Buffer.allocUnsafeSlow(SLAB_BYTES); // every byte handed out is written first
+      this.slab = new Uint8Array(b.buffer, b.byteOffset, SLAB_BYTES);
+      this.slabPos = 0;
+    }
+    const at = this.slabPos;
+    this.iommu.dmaRead(requesterId, address, this.slab, at, length);
+    // 8-byte steps keep every payload aligned, like an allocation.
+    this.slabPos = at + ((length + 7) & ~7);
+    return this.slab.subarray(at, at + length);
+  }
+
+  /** write() from the link's receive buffer: whole DWs go to RAM with no view made of them. */
+  writeFrom(address: number, src: Uint8Array, srcOffset: number, length: number, firstBe: number, lastBe: number, requesterId: number): void {
+    if (firstBe === 0xf && (lastBe === 0xf || (lastBe === 0 && length === 4))) {
+      this.iommu.dmaWrite(requesterId, address, src, srcOffset, length);
+      return;
+    }
+    this.write(address, src.subarray(srcOffset, srcOffset + length), firstBe, lastBe, requesterId);
   }
 
   write(address: number, data: Uint8Array, firstBe: number, lastBe: number, requesterId: number): void {

@@ -3,6 +3,7 @@ import { listenTransport, connectTransport, type Transport, type TransportServer
 import { HostRam, Iommu, type IommuMode } from '../memory/index.js';
 import type { OrderingConfig, TransactionConfig } from '../transaction/index.js';
 import { HostMemoryTarget } from './host-memory-target.js';
+import { InterruptController } from './interrupts.js';
 import { LinkStack, type LinkStackOptions } from './link-stack.js';
 
 export interface RootComplexOptions {
@@ -42,9 +43,10 @@ export class RootComplex {
   readonly iommu: Iommu;
   readonly counters = new Counters();
   readonly ports: RootPort[] = [];
+  /** MSI/MSI-X window (before host RAM on every port), INTx and error Messages. */
+  readonly interrupts: InterruptController;
   private readonly log: Logger;
   private server: TransportServer | undefined;
-  private nextBus = 1;
   private nextIndex = 0;
   /** A port's link came up (after the handshake). */
   onPortUp: (port: RootPort) => void = () => {};
@@ -55,6 +57,7 @@ export class RootComplex {
     this.log = (opts.logger ?? silentLogger).child({ role: 'rc' });
     this.ram = new HostRam({ size: opts.memoryBytes });
     this.iommu = new Iommu({ ram: this.ram, defaultMode: opts.iommuMode ?? 'disabled', clock: opts.clock, logger: this.log });
+    this.interrupts = new InterruptController(this.log);
   }
 
   /** Accepts endpoints on `url` (ws://, tcp://, unix:); resolves with the real URL. */
@@ -75,7 +78,9 @@ export class RootComplex {
 
   /** Attaches a transport as a new root port (also used by the simulator with in-memory pairs). */
   attach(transport: Transport): RootPort {
-    const bus = this.nextBus++;
+    // The lowest bus number no live port uses, so an endpoint that comes back gets its old one.
+    let bus = 1;
+    while (this.ports.some((p) => p.bus === bus)) bus++;
     const stack = new LinkStack(transport, {
       clock: this.opts.clock,
       role: 'rc',
@@ -86,7 +91,10 @@ export class RootComplex {
       ...(this.opts.link === undefined ? {} : { link: this.opts.link }),
     });
     const port = new RootPort(this.nextIndex++, bus, stack, transport.remote);
+    // Interrupt messages first: an MWr into the window must never reach host RAM.
+    stack.tl.completer.addMemoryTarget(this.interrupts.target);
     stack.tl.completer.addMemoryTarget(new HostMemoryTarget(this.iommu, this.counters, this.log));
+    stack.tl.onMessage = (msg) => this.interrupts.handleMessage(port.index, msg);
     this.ports.push(port);
     stack.tl.onLinkState = (state, reason) => {
       if (state === 'up') {
@@ -99,6 +107,7 @@ export class RootComplex {
       } else if (state === 'down') {
         const i = this.ports.indexOf(port);
         if (i >= 0) this.ports.splice(i, 1);
+        this.interrupts.portDown(port.index);
         this.log.info({ port: port.index, remote: port.remote, reason }, 'link down');
         this.onPortDown(port, reason ?? 'closed');
       }
