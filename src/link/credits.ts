@@ -84,15 +84,28 @@ export function tlpCredits(tlp: Tlp): { cls: TlpClass; dataBytes: number } {
  * decode) account the very same numbers. undefined when byte 0 is not a TLP kind tlpwire carries.
  */
 export function rawTlpCredits(bytes: Uint8Array, offset: number, length: number): { cls: TlpClass; dataBytes: number } | undefined {
-  if (length < 4) return undefined;
+  const ci = rawTlpClassIndex(bytes, offset, length);
+  if (ci < 0) return undefined;
+  return { cls: CLASSES[ci]!, dataBytes: rawTlpDataBytes(bytes, offset, length) };
+}
+
+export const CLASSES: readonly TlpClass[] = ['P', 'NP', 'Cpl'];
+
+/** Class index (0 P, 1 NP, 2 Cpl) of the TLP in `bytes`, -1 when rawTlpCredits says undefined. The link's per-TLP form: no allocation. */
+export function rawTlpClassIndex(bytes: Uint8Array, offset: number, length: number): number {
+  if (length < 4) return -1;
   const info = kindInfoOfByte0(bytes[offset] as number);
-  if (info === undefined) return undefined;
-  const cls: TlpClass =
-    info.family === 'cpl' ? 'Cpl' : info.family === 'msg' || (info.family === 'mem' && info.hasData) ? 'P' : 'NP';
-  if (!info.hasData) return { cls, dataBytes: 0 };
+  if (info === undefined) return -1;
+  return info.family === 'cpl' ? 2 : info.family === 'msg' || (info.family === 'mem' && info.hasData) ? 0 : 1;
+}
+
+/** Payload bytes that rawTlpCredits counts (call only where rawTlpClassIndex ≥ 0). */
+export function rawTlpDataBytes(bytes: Uint8Array, offset: number, length: number): number {
+  const info = kindInfoOfByte0(bytes[offset] as number);
+  if (info === undefined || !info.hasData) return 0;
   const td = ((bytes[offset + 2] as number) & 0x80) !== 0;
   const dataBytes = length - (info.fourDw ? 16 : 12) - (td ? 4 : 0);
-  return { cls, dataBytes: dataBytes > 0 ? dataBytes : 0 };
+  return dataBytes > 0 ? dataBytes : 0;
 }
 
 /** Checks an advertisement's shape and ranges; returns a problem description or undefined. */
@@ -175,13 +188,22 @@ export class TxCredits {
 
   /** Whether a TLP of class `cls` with `dataBytes` of payload passes the gate now. */
   canSend(cls: TlpClass, dataBytes: number): boolean {
-    const h = CLASS_INDEX[cls] * 2;
+    return this.canSendClass(CLASS_INDEX[cls], dataBytes);
+  }
+
+  /** canSend by class index (0 P, 1 NP, 2 Cpl). */
+  canSendClass(ci: number, dataBytes: number): boolean {
+    const h = ci * 2;
     return this.gate(h, 1) && (dataBytes === 0 || this.gate(h + 1, dataCreditsFor(dataBytes)));
   }
 
   /** Records a sent TLP (call only after canSend said yes). */
   consume(cls: TlpClass, dataBytes: number): void {
-    const h = CLASS_INDEX[cls] * 2;
+    this.consumeClass(CLASS_INDEX[cls], dataBytes);
+  }
+
+  consumeClass(ci: number, dataBytes: number): void {
+    const h = ci * 2;
     this.add(h, 1);
     if (dataBytes > 0) this.add(h + 1, dataCreditsFor(dataBytes));
   }
@@ -262,7 +284,12 @@ export class RxCredits {
    * beyond what we advertised: a protocol error).
    */
   receive(cls: TlpClass, dataBytes: number): CreditType | undefined {
-    const h = CLASS_INDEX[cls] * 2;
+    return this.receiveClass(CLASS_INDEX[cls], dataBytes);
+  }
+
+  /** receive by class index (0 P, 1 NP, 2 Cpl). */
+  receiveClass(ci: number, dataBytes: number): CreditType | undefined {
+    const h = ci * 2;
     if (!this.take(h, 1)) return CREDIT_TYPES[h];
     if (dataBytes > 0 && !this.take(h + 1, dataCreditsFor(dataBytes))) return CREDIT_TYPES[h + 1];
     return undefined;

@@ -41,17 +41,22 @@ export class BatchWriter {
   }
 
   /**
-   * Makes room for an item with a body of `bodyBytes` and returns the slab and the offset where
-   * the body goes. Nothing is committed until `commitItem`; a caller that fails in between leaves
-   * the batch as it was.
+   * Makes room for an item with a body of `bodyBytes` and returns the offset in `buffer` where
+   * the body goes (read `buffer` after this call: it may be a new slab). Nothing is committed
+   * until `commitItem`; a caller that fails in between leaves the batch as it was.
    */
-  reserveItem(bodyBytes: number): { buf: Uint8Array; offset: number } {
+  reserveItem(bodyBytes: number): number {
     if (bodyBytes > ITEM_MAX_BODY_BYTES) throw new TlpwireError('ERR_INTERNAL', `item body of ${bodyBytes} bytes does not fit a u16 length`);
     if (!this.open) this.begin();
     if (this.pos - this.start + ITEM_HEADER_BYTES + bodyBytes > MAX_MESSAGE_BYTES) {
       throw new TlpwireError('ERR_INTERNAL', `batch would exceed ${MAX_MESSAGE_BYTES} bytes; flush first`);
     }
-    return { buf: this.slab, offset: this.pos + ITEM_HEADER_BYTES };
+    return this.pos + ITEM_HEADER_BYTES;
+  }
+
+  /** The slab the batch is being built in (valid until the next reserveItem). */
+  get buffer(): Uint8Array {
+    return this.slab;
   }
 
   /** Writes the header of the item whose body was placed at the reserved offset. */
@@ -68,8 +73,8 @@ export class BatchWriter {
 
   /** Appends an item whose body already exists (control items). */
   appendItem(type: number, body: Uint8Array): void {
-    const { buf, offset } = this.reserveItem(body.length);
-    buf.set(body, offset);
+    const offset = this.reserveItem(body.length);
+    this.slab.set(body, offset);
     this.commitItem(type, body.length);
   }
 

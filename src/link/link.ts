@@ -15,7 +15,24 @@ import {
   type TimerHandle,
 } from '../core/index.js';
 import { CREDIT_TYPES, MPS_BYTES } from '../spec/index.js';
-import { decodeTlp, encodeTlpInto, encodedLength, TLP_KINDS, type Tlp, type TlpClass, type TlpKind } from '../tlp/index.js';
+import {
+  CompletionView,
+  MemWriteView,
+  TLP_KINDS,
+  decodeTlp,
+  encodeCompletionDataInto,
+  encodeMemWriteInto,
+  encodeTlpInto,
+  encodeValidatedTlpInto,
+  encodedLength,
+  parseCompletionData,
+  parseMemWrite,
+  type CompletionFields,
+  type MemWriteFields,
+  type Tlp,
+  type TlpClass,
+  type TlpKind,
+} from '../tlp/index.js';
 import {
   BATCH_HEADER_BYTES,
   DEFAULT_BATCH_BYTES,
@@ -36,7 +53,9 @@ import {
   checkAdvertisement,
   effectiveAdvertisement,
   normalizeAdvertisement,
-  rawTlpCredits,
+  CLASSES,
+  rawTlpClassIndex,
+  rawTlpDataBytes,
   type CreditAdvertisement,
   type CreditScales,
   type CreditType,
@@ -94,6 +113,12 @@ interface Waiter {
   reject: (e: TlpwireError) => void;
 }
 
+const FOUR_GIB = 0x1_0000_0000;
+/** Credit class indexes (credits.ts CLASSES): posted, non-posted, completion. */
+const CLASS_P = 0;
+const CLASS_NP = 1;
+const CLASS_CPL = 2;
+
 const SENT_KEY = Object.fromEntries(TLP_KINDS.map((k) => [k, `tlp.sent.${k}`])) as Record<TlpKind, string>;
 const RECEIVED_KEY = Object.fromEntries(TLP_KINDS.map((k) => [k, `tlp.received.${k}`])) as Record<TlpKind, string>;
 
@@ -106,6 +131,14 @@ export class Link implements LinkPort {
   onStateChange: (state: LinkState, reason?: string) => void = () => {};
   /** A received TLP failed to decode (or broke a link-level rule); it was dropped. `bytes` is a view. */
   onMalformedTlp: (error: TlpwireError, bytes: Uint8Array) => void = () => {};
+  /**
+   * Fast receive paths (LinkPort): MWr/MWr64 and CplD/CplDLk that src/tlp's fast parsers accept
+   * go here, as a view valid during the call, instead of being decoded for onTlp; false declines.
+   */
+  onMemWrite: ((bytes: Uint8Array, v: MemWriteView) => boolean) | undefined = undefined;
+  onCompletionData: ((bytes: Uint8Array, v: CompletionView) => boolean) | undefined = undefined;
+  private readonly memWriteView = new MemWriteView();
+  private readonly completionView = new CompletionView();
 
   private _state: LinkState = 'down';
   private _partner: LinkCapabilities | undefined;
@@ -279,25 +312,81 @@ export class Link implements LinkPort {
    * the codec's ERR_TLP_* when the TLP is invalid; in each case nothing is queued.
    */
   sendTlp(tlp: Tlp): void {
+    this.send(tlp, false);
+  }
+
+  /** sendTlp for a TLP that passed validateTlp and was not changed since (the transaction layer's own). */
+  sendValidatedTlp(tlp: Tlp): void {
+    this.send(tlp, true);
+  }
+
+  private send(tlp: Tlp, validated: boolean): void {
     const tx = this.tx;
     if (this._state !== 'up' || tx === undefined) {
       throw new TlpwireError('ERR_LINK_DOWN', `cannot send ${tlp.kind}: link is ${this._state}${this.downReason ? ` (${this.downReason})` : ''}`);
     }
     const size = encodedLength(tlp);
     if (this.writer.length + ITEM_HEADER_BYTES + size > this.batchBytes) this.flush();
-    const { buf, offset } = this.writer.reserveItem(size);
-    const n = encodeTlpInto(tlp, buf, offset);
+    const offset = this.writer.reserveItem(size);
+    const buf = this.writer.buffer;
+    const n = validated ? encodeValidatedTlpInto(tlp, buf, offset) : encodeTlpInto(tlp, buf, offset);
     // Credits from the encoded bytes: the very computation the receiver makes before decoding.
-    const credits = rawTlpCredits(buf, offset, n);
-    if (credits === undefined) throw new TlpwireError('ERR_INTERNAL', `encoded ${tlp.kind} has an unknown Fmt/Type`);
-    if (!tx.canSend(credits.cls, credits.dataBytes)) {
+    const ci = rawTlpClassIndex(buf, offset, n);
+    if (ci < 0) throw new TlpwireError('ERR_INTERNAL', `encoded ${tlp.kind} has an unknown Fmt/Type`);
+    const dataBytes = rawTlpDataBytes(buf, offset, n);
+    if (!tx.canSendClass(ci, dataBytes)) {
       this.counters.add('stalls.credits');
-      throw new TlpwireError('ERR_LINK_NO_CREDITS', `no ${credits.cls} credits for ${tlp.kind} with ${credits.dataBytes} data bytes (call hasCredits first)`);
+      throw new TlpwireError('ERR_LINK_NO_CREDITS', `no ${CLASSES[ci]!} credits for ${tlp.kind} with ${dataBytes} data bytes (call hasCredits first)`);
     }
-    tx.consume(credits.cls, credits.dataBytes);
+    tx.consumeClass(ci, dataBytes);
     this.writer.commitItem(ITEM.TLP, n);
     this.counters.add(SENT_KEY[tlp.kind]);
     this.scheduleFlush();
+  }
+
+  /**
+   * Sends an MWr/MWr64 straight from `src` (src/tlp encodeMemWriteInto) when hasCredits would say
+   * yes; otherwise returns false having sent and counted nothing.
+   */
+  sendMemWrite(f: MemWriteFields, address: number, src: Uint8Array, srcOffset: number, length: number): boolean {
+    const tx = this.tx;
+    if (this._state !== 'up' || tx === undefined || this.congested || !tx.canSendClass(CLASS_P, length)) return false;
+    const size = (address >= FOUR_GIB ? 16 : 12) + length;
+    if (this.writer.length + ITEM_HEADER_BYTES + size > this.batchBytes) this.flush();
+    const offset = this.writer.reserveItem(size);
+    const n = encodeMemWriteInto(this.writer.buffer, offset, f, address, src, srcOffset, length);
+    tx.consumeClass(CLASS_P, length);
+    this.writer.commitItem(ITEM.TLP, n);
+    this.counters.add(address >= FOUR_GIB ? SENT_KEY.MWr64 : SENT_KEY.MWr);
+    this.scheduleFlush();
+    return true;
+  }
+
+  /**
+   * Sends a read's CplD/CplDLk straight from `src` (src/tlp encodeCompletionDataInto) when
+   * hasCredits would say yes; otherwise returns false having sent and counted nothing.
+   */
+  sendCompletionData(
+    f: CompletionFields,
+    byteCount: number,
+    lowerAddress: number,
+    src: Uint8Array,
+    srcOffset: number,
+    lead: number,
+    bytes: number,
+  ): boolean {
+    const tx = this.tx;
+    const payload = (lead + bytes + 3) & ~3;
+    if (this._state !== 'up' || tx === undefined || this.congested || !tx.canSendClass(CLASS_CPL, payload)) return false;
+    const size = 12 + payload;
+    if (this.writer.length + ITEM_HEADER_BYTES + size > this.batchBytes) this.flush();
+    const offset = this.writer.reserveItem(size);
+    const n = encodeCompletionDataInto(this.writer.buffer, offset, f, byteCount, lowerAddress, src, srcOffset, lead, bytes);
+    tx.consumeClass(CLASS_CPL, payload);
+    this.writer.commitItem(ITEM.TLP, n);
+    this.counters.add(f.locked ? SENT_KEY.CplDLk : SENT_KEY.CplD);
+    this.scheduleFlush();
+    return true;
   }
 
   releaseCredits(cls: TlpClass, dataBytes: number): void {
@@ -355,7 +444,10 @@ export class Link implements LinkPort {
     if (this.finished) return;
     this.receiving = true;
     try {
-      this.receiveBatch(msg);
+      // Decoded payloads are views of the message: views of a plain Uint8Array are cheaper to
+      // make than views of a Buffer (which the socket transports deliver), and TLPs carry
+      // Uint8Array anyway.
+      this.receiveBatch(msg.constructor === Uint8Array ? msg : new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength));
     } finally {
       this.receiving = false;
     }
@@ -440,29 +532,32 @@ export class Link implements LinkPort {
       this.protocolError('TLP received before the handshake completed');
       return;
     }
-    const credits = rawTlpCredits(msg, body, len);
-    if (credits !== undefined) {
-      const overrun = this.rx.receive(credits.cls, credits.dataBytes);
+    // Credits from the raw bytes, before decoding (a TLP that fails to decode took them too).
+    const ci = rawTlpClassIndex(msg, body, len);
+    const dataBytes = ci < 0 ? 0 : rawTlpDataBytes(msg, body, len);
+    if (ci >= 0) {
+      const overrun = this.rx.receiveClass(ci, dataBytes);
       if (overrun !== undefined) {
         this.protocolError(`partner sent beyond its ${overrun} credits`);
         return;
       }
     }
+    if ((ci === CLASS_P || ci === CLASS_CPL) && dataBytes <= this.maxPayloadSize && this.receiveFast(msg, body, len, ci)) return;
     let tlp: Tlp;
     try {
-      if (credits === undefined) {
+      if (ci < 0) {
         throw new TlpwireError('ERR_TLP_RESERVED', `byte 0 = 0x${(msg[body] ?? 0).toString(16).padStart(2, '0')} is not a TLP kind tlpwire carries`, { offset: 0 });
       }
       tlp = decodeTlp(msg, body, len);
-      if (credits.dataBytes > this.maxPayloadSize) {
+      if (dataBytes > this.maxPayloadSize) {
         // §2.2.2: a payload larger than Max_Payload_Size makes the TLP Malformed.
-        throw new TlpwireError('ERR_TLP_LENGTH', `${tlp.kind} payload of ${credits.dataBytes} bytes exceeds Max_Payload_Size ${this.maxPayloadSize}`, { offset: 0 });
+        throw new TlpwireError('ERR_TLP_LENGTH', `${tlp.kind} payload of ${dataBytes} bytes exceeds Max_Payload_Size ${this.maxPayloadSize}`, { offset: 0 });
       }
     } catch (e) {
       const err = e instanceof TlpwireError ? e : new TlpwireError('ERR_TLP_MALFORMED', errorMessage(e), { cause: e });
       this.malformed(err, msg.subarray(body, body + len));
       // The TLP is dropped, so its buffer space is free again at once.
-      if (credits !== undefined) this.releaseCredits(credits.cls, credits.dataBytes);
+      if (ci >= 0) this.releaseCredits(CLASSES[ci]!, dataBytes);
       return;
     }
     this.counters.add(RECEIVED_KEY[tlp.kind]);
@@ -473,6 +568,38 @@ export class Link implements LinkPort {
       this.counters.add('errors.consumer');
       this.log.error({ err: errorMessage(e), kind: tlp.kind }, 'onTlp threw');
     }
+  }
+
+  /**
+   * The fast receive paths: true when a handler took the TLP. A TLP that the fast parser refuses
+   * or the handler declines goes on to decodeTlp and onTlp (and is counted there instead).
+   */
+  private receiveFast(msg: Uint8Array, body: number, len: number, ci: number): boolean {
+    let key = '';
+    let taken: boolean;
+    try {
+      if (ci === CLASS_P) {
+        const handler = this.onMemWrite;
+        const v = this.memWriteView;
+        if (handler === undefined || !parseMemWrite(msg, body, len, v)) return false;
+        key = v.wide ? RECEIVED_KEY.MWr64 : RECEIVED_KEY.MWr;
+        taken = handler(msg, v);
+      } else {
+        const handler = this.onCompletionData;
+        const v = this.completionView;
+        if (handler === undefined || !parseCompletionData(msg, body, len, v)) return false;
+        key = v.locked ? RECEIVED_KEY.CplDLk : RECEIVED_KEY.CplD;
+        taken = handler(msg, v);
+      }
+    } catch (e) {
+      // As for onTlp: the consumer's bug must not take the link (and the rest of the batch) down.
+      this.counters.add(key);
+      this.counters.add('errors.consumer');
+      this.log.error({ err: errorMessage(e) }, 'fast receive handler threw');
+      return true;
+    }
+    if (taken) this.counters.add(key);
+    return taken;
   }
 
   private malformed(err: TlpwireError, bytes: Uint8Array): void {

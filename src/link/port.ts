@@ -1,4 +1,4 @@
-import type { Tlp, TlpClass } from '../tlp/index.js';
+import type { CompletionFields, CompletionView, MemWriteFields, MemWriteView, Tlp, TlpClass } from '../tlp/index.js';
 
 export type LinkState = 'down' | 'training' | 'up';
 
@@ -37,6 +37,33 @@ export interface LinkPort {
   readonly partner: LinkCapabilities | undefined;
   hasCredits(cls: TlpClass, dataBytes: number): boolean;
   sendTlp(tlp: Tlp): void;
+  /**
+   * Optional: sendTlp for a TLP that passed validateTlp (a src/tlp builder made it) and was not
+   * changed since, so the link need not validate it again (see encodeValidatedTlpInto).
+   */
+  sendValidatedTlp?(tlp: Tlp): void;
+  /**
+   * Optional DMA fast paths (src/tlp/fast.ts): send an MWr / a read's CplD straight from a
+   * buffer, without a TLP object. They return false, having sent and counted nothing, when
+   * hasCredits would say no; the caller then falls back to sendTlp's way.
+   */
+  sendMemWrite?(f: MemWriteFields, address: number, src: Uint8Array, srcOffset: number, length: number): boolean;
+  sendCompletionData?(
+    f: CompletionFields,
+    byteCount: number,
+    lowerAddress: number,
+    src: Uint8Array,
+    srcOffset: number,
+    lead: number,
+    bytes: number,
+  ): boolean;
+  /**
+   * Optional fast receive paths: a received MWr/MWr64 or CplD/CplDLk that the fast parser
+   * accepts goes here instead of being decoded for onTlp. The bytes and the view are valid only
+   * during the call. Returning false declines: the TLP is then decoded and given to onTlp.
+   */
+  onMemWrite?: ((bytes: Uint8Array, v: MemWriteView) => boolean) | undefined;
+  onCompletionData?: ((bytes: Uint8Array, v: CompletionView) => boolean) | undefined;
   releaseCredits(cls: TlpClass, dataBytes: number): void;
   onTlp: (tlp: Tlp) => void;
   onCreditsAvailable: () => void;

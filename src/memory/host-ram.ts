@@ -195,6 +195,14 @@ export class HostRam {
 
   writeBytes(address: number, src: Uint8Array, srcOffset = 0, length = src.length - srcOffset): void {
     this.check(address, length);
+    if (srcOffset === 0 && length === src.length) {
+      // Fast path (a DMA write's payload): the whole source into one page, without a view of it.
+      const off = this.offsetOf(address);
+      if (off + length <= this.pageSize) {
+        this.pageFor(address).set(src, off);
+        return;
+      }
+    }
     let a = address;
     let o = srcOffset;
     let left = length;

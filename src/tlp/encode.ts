@@ -61,6 +61,24 @@ function requestDw1(requesterId: number, tag: number, low8: number): number {
 export function encodeTlpInto(tlp: Tlp, out: Uint8Array, offset: number): number {
   const info = checkFieldRanges(tlp, offset);
   checkSemantics(tlp, info, offset);
+  return writeTlp(tlp, info, out, offset);
+}
+
+/**
+ * encodeTlpInto without validating the TLP's fields again: for a TLP that passed validateTlp
+ * (every builder validates what it returns, and decodeTlp what it accepts) and has not been
+ * changed since. The transaction layer sends its own TLPs this way, so each is checked once, where
+ * it is made, instead of twice; TLPs from anywhere else (the CLI, JSON, tests, tools) go through
+ * encodeTlpInto. The output buffer is still bounds-checked. A TLP that was changed after
+ * validation may encode as nonsense: that is the price, and why this is not the default.
+ */
+export function encodeValidatedTlpInto(tlp: Tlp, out: Uint8Array, offset: number): number {
+  const info = (KIND_INFO as Readonly<Record<string, KindInfo>>)[tlp.kind as string];
+  if (info === undefined) throw new TlpwireError('ERR_TLP_FIELD', `unknown TLP kind ${JSON.stringify(tlp.kind)}`, { offset });
+  return writeTlp(tlp, info, out, offset);
+}
+
+function writeTlp(tlp: Tlp, info: KindInfo, out: Uint8Array, offset: number): number {
   const hdr = info.fourDw ? TLP_SIZE.HEADER_4DW : TLP_SIZE.HEADER_3DW;
   const payload = info.hasData ? (tlp.data as Uint8Array).length : 0;
   const total = hdr + payload + (tlp.td ? TLP_SIZE.DIGEST : 0);

@@ -3,8 +3,24 @@ export * from './types.js';
 export { KIND_INFO, TLP_KINDS, isTlpKind, kindInfoOfByte0, typeFieldOf, type KindInfo, type TlpFamily } from './kinds.js';
 export { computeEcrc } from './ecrc.js';
 export { validateTlp } from './validate.js';
-export { encodeTlp, encodeTlpInto, encodedLength, computeTlpEcrc } from './encode.js';
+export { encodeTlp, encodeTlpInto, encodeValidatedTlpInto, encodedLength, computeTlpEcrc } from './encode.js';
 export { decodeTlp, tlpWireLength } from './decode.js';
 export { tlpToJson, tlpFromJson, formatAddress, type TlpFromJsonOptions } from './json.js';
 export { bytesToHex, hexToBytes } from './hex.js';
 export * from './build.js';
+export {
+  BYTE0_CPLD,
+  BYTE0_CPLDLK,
+  BYTE0_MWR,
+  BYTE0_MWR64,
+  CompletionView,
+  MemWriteView,
+  checkCompletionFields,
+  checkMemWriteFields,
+  encodeCompletionDataInto,
+  encodeMemWriteInto,
+  parseCompletionData,
+  parseMemWrite,
+  type CompletionFields,
+  type MemWriteFields,
+} from './fast.js';

@@ -138,7 +138,8 @@ const TWO_32 = 0x1_0000_0000;
 
 /** The address as a number; only exact below 2^53 (callers that route check `addressHi < 2^21`). */
 export function joinAddress(hi: number, lo: number): number {
-  return hi * TWO_32 + lo;
+  // hi = 0 keeps a small address a small integer (not a double) for the arithmetic that follows.
+  return hi === 0 ? lo : hi * TWO_32 + lo;
 }
 
 export function addressHiOf(address: number): number {

@@ -11,17 +11,21 @@
  */
 import { Counters, errorMessage, silentLogger, type Logger, type Rng } from '../core/index.js';
 import {
+  checkCompletionFields,
   joinAddress,
   type CfgTlp,
+  type CompletionFields,
+  type CompletionOptions,
   type CplStatus,
   type IoTlp,
   type MemTlp,
+  type MemWriteView,
   type MsgTlp,
   type Tlp,
 } from '../tlp/index.js';
-import { completionsFor, type CompletableRequest } from './completions.js';
+import { completionPartEnd, completionsFor, dataCompletions, type CompletableRequest } from './completions.js';
 import type { EnqueueOptions } from './ordering-queues.js';
-import { firstEnabledOffset, isZeroLengthRead, readByteCount } from './split.js';
+import { firstEnabledOffset, isZeroLengthRead, lowBits, lowerAddressOf, readByteCount } from './split.js';
 
 /**
  * A range of memory or I/O space. `read` returns exactly `length` bytes starting at `address`
@@ -34,6 +38,11 @@ export interface CompleterTarget {
   claims(address: number, length: number, requesterId: number): boolean;
   read(address: number, length: number, requesterId: number): Uint8Array;
   write(address: number, data: Uint8Array, firstBe: number, lastBe: number, requesterId: number): void;
+  /**
+   * Optional: `write` with the payload given as src[srcOffset, srcOffset + length) (the link's
+   * receive buffer, valid only during the call), so that no view of it need be made.
+   */
+  writeFrom?(address: number, src: Uint8Array, srcOffset: number, length: number, firstBe: number, lastBe: number, requesterId: number): void;
 }
 
 /** Configuration space of the functions behind this completer. */
@@ -86,6 +95,16 @@ export interface CompleterOptions {
 /** Where completions go (the ordering queues). */
 export interface CompletionOutput {
   enqueue(tlp: Tlp, options?: EnqueueOptions): void;
+  /** Optional fast path (OrderingQueues.sendCompletionData): false when the completion must be enqueued instead. */
+  sendCompletionData?(
+    f: CompletionFields,
+    byteCount: number,
+    lowerAddress: number,
+    src: Uint8Array,
+    srcOffset: number,
+    lead: number,
+    bytes: number,
+  ): boolean;
 }
 
 export class Completer {
@@ -99,6 +118,17 @@ export class Completer {
   private readonly rcb: number;
   private readonly rng: Rng | undefined;
   private readonly ido: boolean;
+  /** Fields of the read being completed by the fast path (reused: one read at a time). */
+  private readonly cplFields: CompletionFields = {
+    completerId: 0,
+    requesterId: 0,
+    tag: 0,
+    tc: 0,
+    ro: false,
+    ns: false,
+    ido: false,
+    locked: false,
+  };
   /** Messages received (INTx, PME, errors, vendor-defined). */
   onMessage: (msg: MsgTlp) => void = () => {};
   /**
@@ -197,6 +227,33 @@ export class Completer {
         release();
         return;
     }
+  }
+
+  /**
+   * handleRequest for a posted MWr that the link's fast path parsed, without a TLP object: the
+   * same effect. Returns false, having done nothing, for one it leaves to handleRequest (a
+   * poisoned write). The caller releases the link credits afterwards.
+   */
+  handleMemWrite(bytes: Uint8Array, v: MemWriteView): boolean {
+    if (v.ep) return false;
+    if (v.firstBe === 0 && v.lengthDw === 1) return true; // zero-length write: nothing to do
+    const dwAddress = joinAddress(v.addressHi, v.addressLo);
+    const start = dwAddress + firstEnabledOffset(v.firstBe);
+    const length = readByteCount(v.firstBe, v.lastBe, v.lengthDw);
+    const target = find(this.memTargets, start, length, v.requesterId);
+    if (target === undefined) {
+      this.counters.add('completer.unclaimedWrite');
+      this.log.debug({ address: start, length }, 'posted write to an unclaimed address dropped');
+      return true;
+    }
+    try {
+      if (target.writeFrom !== undefined) target.writeFrom(dwAddress, bytes, v.dataOffset, v.dataLength, v.firstBe, v.lastBe, v.requesterId);
+      else target.write(dwAddress, bytes.subarray(v.dataOffset, v.dataOffset + v.dataLength), v.firstBe, v.lastBe, v.requesterId);
+    } catch (e) {
+      this.counters.add('completer.writeFailed');
+      this.log.warn({ address: start, err: errorMessage(e) }, 'memory target failed a posted write');
+    }
+    return true;
   }
 
   private memWrite(tlp: MemTlp): void {
@@ -361,6 +418,15 @@ export class Completer {
     release: () => void,
     completerId = this.completerId,
   ): void {
+    if (
+      typeof result !== 'string' &&
+      this.rng === undefined &&
+      this.output.sendCompletionData !== undefined &&
+      (request.kind === 'MRd' || request.kind === 'MRd64') &&
+      this.sendReadData(request, result, release, completerId)
+    ) {
+      return;
+    }
     let cpls;
     try {
       cpls = completionsFor(request, result, {
@@ -384,13 +450,77 @@ export class Completer {
     // D2b: completions of I/O and configuration writes may pass posted requests.
     const ioCfgWrite = request.kind === 'IOWr' || request.kind === 'CfgWr0' || request.kind === 'CfgWr1';
     const last = cpls.length - 1;
-    for (let i = 0; i <= last; i++) {
-      const opts: EnqueueOptions = i === last ? { onSent: release } : {};
-      if (ioCfgWrite) opts.ioCfgWriteCompletion = true;
-      this.output.enqueue(cpls[i]!, opts);
+    // The queues only read the options: every part but the last shares a constant.
+    const middle = ioCfgWrite ? IO_CFG_WRITE_PART : PART;
+    const lastOpts: EnqueueOptions = ioCfgWrite
+      ? { onSent: release, ioCfgWriteCompletion: true, validated: true }
+      : { onSent: release, validated: true };
+    for (let i = 0; i <= last; i++) this.output.enqueue(cpls[i]!, i === last ? lastOpts : middle);
+  }
+
+  /**
+   * A successful memory read's completions straight from its data (CompletionOutput.sendCompletionData),
+   * split exactly as completionsFor splits them, without TLP objects. Returns false, having sent
+   * nothing, when the first cannot go that way (anything unusual included: completionsFor then
+   * builds them all, and reports what is wrong); parts after one that cannot go are built and queued.
+   */
+  private sendReadData(request: MemTlp, data: Uint8Array, release: () => void, completerId: number): boolean {
+    const send = this.output.sendCompletionData;
+    if (send === undefined || isZeroLengthRead(request.firstBe, request.lengthDw)) return false;
+    const rcb = this.rcb;
+    const mps = this.mps;
+    if (!(rcb === 64 || rcb === 128) || !(mps >= rcb && mps <= 4096 && (mps & (mps - 1)) === 0)) return false;
+    const start = joinAddress(request.addressHi, request.addressLo) + firstEnabledOffset(request.firstBe);
+    const total = readByteCount(request.firstBe, request.lastBe, request.lengthDw);
+    if (data.length !== total) return false;
+    const f = this.cplFields;
+    f.completerId = completerId;
+    f.requesterId = request.requesterId;
+    f.tag = request.tag;
+    f.tc = request.tc;
+    f.ro = request.ro;
+    f.ns = request.ns;
+    f.ido = this.ido;
+    f.locked = false;
+    try {
+      checkCompletionFields(f);
+    } catch {
+      return false;
     }
+    const end = start + total;
+    for (let s = start; s < end; ) {
+      const e = completionPartEnd(s, end, rcb, mps);
+      if (!send.call(this.output, f, end - s, lowerAddressOf(s), data, s - start, lowBits(s, 4), e - s)) {
+        if (s === start) return false;
+        // The link stopped taking them (credits, congestion): the rest wait in the queues as TLPs.
+        const o: CompletionOptions = {
+          completerId,
+          requesterId: f.requesterId,
+          tag: f.tag,
+          tc: f.tc,
+          ro: f.ro,
+          ns: f.ns,
+          ido: f.ido,
+          status: 'SC',
+          byteCount: 0,
+          lowerAddress: 0,
+        };
+        const rest = dataCompletions(o, data, start, s, end, rcb, mps);
+        const last = rest.length - 1;
+        const lastOpts: EnqueueOptions = { onSent: release, validated: true };
+        for (let i = 0; i <= last; i++) this.output.enqueue(rest[i]!, i === last ? lastOpts : PART);
+        return true;
+      }
+      s = e;
+    }
+    release();
+    return true;
   }
 }
+
+// completionsFor builds every completion with a src/tlp builder, which validates it.
+const PART: EnqueueOptions = Object.freeze({ validated: true });
+const IO_CFG_WRITE_PART: EnqueueOptions = Object.freeze({ ioCfgWriteCompletion: true, validated: true });
 
 function addTo(list: CompleterTarget[], target: CompleterTarget): () => void {
   list.push(target);

@@ -13,6 +13,7 @@ import { TlpwireError, type Rng } from '../core/index.js';
 import { CPL_RULES } from '../spec/index.js';
 import {
   completionTlp,
+  type CompletionOptions,
   joinAddress,
   type AtomicTlp,
   type CfgTlp,
@@ -21,7 +22,7 @@ import {
   type IoTlp,
   type MemTlp,
 } from '../tlp/index.js';
-import { firstEnabledOffset, isZeroLengthRead, lowerAddressOf, readByteCount } from './split.js';
+import { firstEnabledOffset, isZeroLengthRead, lowBits, lowerAddressOf, readByteCount } from './split.js';
 
 export type CompletableRequest = MemTlp | IoTlp | CfgTlp | AtomicTlp;
 
@@ -51,7 +52,13 @@ export function completionsFor(
 ): CplTlp[] {
   const isMem = request.kind === 'MRd' || request.kind === 'MRd64' || request.kind === 'MRdLk' || request.kind === 'MRdLk64';
   const locked = request.kind === 'MRdLk' || request.kind === 'MRdLk64';
-  const base = {
+  const { rcb, mps, rng } = options;
+  if (!(rcb === 64 || rcb === 128) || !(mps >= rcb && mps <= 4096 && (mps & (mps - 1)) === 0)) {
+    throw new TlpwireError('ERR_USAGE', `bad completion sizes: RCB ${rcb}, MPS ${mps}`);
+  }
+  // One options object per request, written as a literal (never spread: V8 makes spread
+  // results slow-mode objects) and updated in place for each part of a split read.
+  const o: CompletionOptions = {
     completerId: options.completerId,
     requesterId: request.requesterId,
     tag: request.tag,
@@ -60,91 +67,103 @@ export function completionsFor(
     ns: request.ns,
     ido: options.ido ?? false,
     locked,
+    status: 'SC',
+    byteCount: CPL_RULES.NON_MEMORY_BYTE_COUNT,
+    lowerAddress: 0,
   };
-  const { rcb, mps, rng } = options;
-  if (!(rcb === 64 || rcb === 128) || !(mps >= rcb && mps <= 4096 && (mps & (mps - 1)) === 0)) {
-    throw new TlpwireError('ERR_USAGE', `bad completion sizes: RCB ${rcb}, MPS ${mps}`);
-  }
   if (typeof result === 'string') {
     if (isMem && result === 'SC') {
       throw new TlpwireError('ERR_REQUEST', 'a successful memory read completes with data');
     }
-    if (!isMem) {
-      return [completionTlp({ ...base, status: result, byteCount: CPL_RULES.NON_MEMORY_BYTE_COUNT, lowerAddress: 0 })];
-    }
+    o.status = result;
+    if (!isMem) return [completionTlp(o)];
     // A failed memory read reports the bytes it still owed and where they started.
     const mem = request as MemTlp;
-    const start = joinAddress(mem.addressHi, mem.addressLo) + firstEnabledOffset(mem.firstBe);
-    return [
-      completionTlp({
-        ...base,
-        status: result,
-        byteCount: readByteCount(mem.firstBe, mem.lastBe, mem.lengthDw),
-        lowerAddress: lowerAddressOf(start),
-      }),
-    ];
+    o.byteCount = readByteCount(mem.firstBe, mem.lastBe, mem.lengthDw);
+    o.lowerAddress = lowerAddressOf(joinAddress(mem.addressHi, mem.addressLo) + firstEnabledOffset(mem.firstBe));
+    return [completionTlp(o)];
   }
   if (!isMem) {
     if (result.length !== 4) {
       throw new TlpwireError('ERR_REQUEST', `a ${request.kind} completes with one DW, got ${result.length} bytes`);
     }
-    return [completionTlp({ ...base, byteCount: CPL_RULES.NON_MEMORY_BYTE_COUNT, lowerAddress: 0, data: result })];
+    o.data = result;
+    return [completionTlp(o)];
   }
   const mem = request as MemTlp;
   const dwAddress = joinAddress(mem.addressHi, mem.addressLo);
   const start = dwAddress + firstEnabledOffset(mem.firstBe);
   if (isZeroLengthRead(mem.firstBe, mem.lengthDw)) {
     // One DW of undefined data with Byte Count 1 (§2.2.5.1).
-    return [
-      completionTlp({
-        ...base,
-        byteCount: CPL_RULES.ZERO_LENGTH_READ_BYTE_COUNT,
-        lowerAddress: lowerAddressOf(start),
-        data: new Uint8Array(4),
-      }),
-    ];
+    o.byteCount = CPL_RULES.ZERO_LENGTH_READ_BYTE_COUNT;
+    o.lowerAddress = lowerAddressOf(start);
+    o.data = new Uint8Array(4);
+    return [completionTlp(o)];
   }
   const total = readByteCount(mem.firstBe, mem.lastBe, mem.lengthDw);
   if (result.length !== total) {
     throw new TlpwireError('ERR_REQUEST', `read of ${total} bytes completed with ${result.length} bytes`);
   }
+  return dataCompletions(o, result, start, start, start + total, rcb, mps, rng);
+}
+
+/**
+ * Where the completion part that starts at byte address `s` ends (exclusive), for a read whose
+ * data ends at `end`: as large as the rules allow (every part but the last ends on an RCB
+ * multiple; a part's DW-rounded payload is at most MPS), or, with an Rng, at a random legal point.
+ */
+export function completionPartEnd(s: number, end: number, rcb: number, mps: number, rng?: Rng): number {
+  const dwStart = s - lowBits(s, 4);
+  // The whole rest fits in one part when its DW-rounded payload is within MPS.
+  const restFits = roundUp4(end) - dwStart <= mps;
+  // RCB boundaries after s whose part would still fit MPS, strictly before the end.
+  const lastBoundary = Math.min(dwStart + mps - lowBits(dwStart + mps, rcb), end - 1 - lowBits(end - 1, rcb));
+  if (rng === undefined) return restFits ? end : lastBoundary;
+  const firstBoundary = s - lowBits(s, rcb) + rcb;
+  const boundaries = lastBoundary >= firstBoundary ? (lastBoundary - firstBoundary) / rcb + 1 : 0;
+  const choices = boundaries + (restFits ? 1 : 0);
+  const pick = rng.int(choices);
+  return pick === boundaries ? end : firstBoundary + pick * rcb;
+}
+
+/**
+ * The data completions of a successful memory read from byte address `from` on: `result` holds
+ * the read's bytes, result[0] being the byte at `start`; `o` gives the other fields (its
+ * byteCount, lowerAddress and data are overwritten).
+ */
+export function dataCompletions(
+  o: CompletionOptions,
+  result: Uint8Array,
+  start: number,
+  from: number,
+  end: number,
+  rcb: number,
+  mps: number,
+  rng?: Rng,
+): CplTlp[] {
   const out: CplTlp[] = [];
-  const end = start + total;
-  let s = start;
+  let s = from;
   while (s < end) {
-    const lead = s % 4;
-    const dwStart = s - lead;
-    // The whole rest fits in one part when its DW-rounded payload is within MPS.
-    const restFits = roundUp4(end) - dwStart <= mps;
-    // RCB boundaries after s whose part would still fit MPS, strictly before the end.
-    const firstBoundary = s - (s % rcb) + rcb;
-    const lastBoundary = Math.min(dwStart + mps - ((dwStart + mps) % rcb), end - 1 - ((end - 1) % rcb));
-    const boundaries = lastBoundary >= firstBoundary ? (lastBoundary - firstBoundary) / rcb + 1 : 0;
-    let e: number;
-    if (rng === undefined) {
-      e = restFits ? end : lastBoundary;
-    } else {
-      const choices = boundaries + (restFits ? 1 : 0);
-      const pick = rng.int(choices);
-      e = pick === boundaries ? end : firstBoundary + pick * rcb;
-    }
+    const e = completionPartEnd(s, end, rcb, mps, rng);
+    const lead = lowBits(s, 4);
     const bytes = e - s;
     const offset = s - start;
     let payload: Uint8Array;
-    if (lead === 0 && bytes % 4 === 0) payload = result.subarray(offset, offset + bytes);
+    if (lead === 0 && lowBits(bytes, 4) === 0) payload = bytes === result.length ? result : result.subarray(offset, offset + bytes);
     else {
-      payload = new Uint8Array(roundUp4(e) - dwStart);
+      payload = new Uint8Array(roundUp4(e) - (s - lead));
       payload.set(result.subarray(offset, offset + bytes), lead);
     }
-    out.push(
-      completionTlp({ ...base, byteCount: end - s, lowerAddress: lowerAddressOf(s), data: payload }),
-    );
+    o.byteCount = end - s;
+    o.lowerAddress = lowerAddressOf(s);
+    o.data = payload;
+    out.push(completionTlp(o));
     s = e;
   }
   return out;
 }
 
 function roundUp4(x: number): number {
-  const r = x % 4;
+  const r = lowBits(x, 4);
   return r === 0 ? x : x + 4 - r;
 }

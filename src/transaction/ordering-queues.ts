@@ -18,13 +18,43 @@
  *   when credits are plentiful.
  */
 import { FixedQueue, TlpwireError, type Clock, type Rng, type TimerHandle } from '../core/index.js';
-import type { Tlp, TlpClass } from '../tlp/index.js';
-import { orderingTraitsInto, type OrderingHints, type OrderingTraits } from './ordering-rules.js';
+import { checkMemWriteFields, tlpClass, type CompletionFields, type MemWriteFields, type Tlp, type TlpClass } from '../tlp/index.js';
+import { orderingTraitsInto, postedWriteTraitsInto, type OrderingHints, type OrderingTraits } from './ordering-rules.js';
+import { pieceCount, pieceEnd } from './split.js';
 
 /** Where the queues send to: the link's credit check and send (a subset of LinkPort). */
 export interface TlpSink {
   hasCredits(cls: TlpClass, dataBytes: number): boolean;
-  sendTlp(tlp: Tlp): void;
+  /** `validated`: the enqueuer said the TLP passed validateTlp and is unchanged (EnqueueOptions.validated). */
+  sendTlp(tlp: Tlp, validated?: boolean): void;
+  /** Optional fast paths (LinkPort.sendMemWrite / sendCompletionData): false when hasCredits would say no. */
+  sendMemWrite?(f: MemWriteFields, address: number, src: Uint8Array, srcOffset: number, length: number): boolean;
+  sendCompletionData?(
+    f: CompletionFields,
+    byteCount: number,
+    lowerAddress: number,
+    src: Uint8Array,
+    srcOffset: number,
+    lead: number,
+    bytes: number,
+  ): boolean;
+}
+
+/**
+ * A DMA write of whole DWs, for enqueueMemWrite: it becomes the MWr TLPs that memWriteTlp would
+ * make for each naturally aligned `mps` block of [address, address + length), sent straight from
+ * `data` (data[0] is the byte at `address`) without TLP objects.
+ */
+export interface MemWriteJob {
+  fields: MemWriteFields;
+  address: number;
+  data: Uint8Array;
+  length: number;
+  mps: number;
+  /** Called once the last TLP has been handed to the link. */
+  onSent?: () => void;
+  /** Called if the TLPs not yet sent are discarded (clear(), link down). */
+  onDropped?: (error: TlpwireError) => void;
 }
 
 export type OrderingMode = 'in-order' | 'adversarial';
@@ -56,6 +86,11 @@ export interface EnqueueOptions extends OrderingHints {
   onSent?: () => void;
   /** Called if the TLP is discarded unsent (clear(), link down). */
   onDropped?: (error: TlpwireError) => void;
+  /**
+   * The TLP passed validateTlp (a src/tlp builder made it) and nobody changes it until it is
+   * sent, so the link may skip validating it again. The requester and completer set it.
+   */
+  validated?: boolean;
 }
 
 /**
@@ -97,6 +132,14 @@ interface Entry extends OrderingTraits {
   dataBytes: number;
   requesterId: number;
   readyAt: number;
+  validated: boolean;
+  /** A write job instead of a TLP (tlp undefined): its fields, its own copy of the bytes left, and progress. */
+  job: MemWriteJob | undefined;
+  jobData: Uint8Array | undefined;
+  /** Address of jobData[0], of the next TLP to send, and the end. */
+  jobBase: number;
+  jobNext: number;
+  jobEnd: number;
   onSent: (() => void) | undefined;
   onDropped: ((error: TlpwireError) => void) | undefined;
 }
@@ -115,6 +158,8 @@ export class OrderingQueues {
   private readonly rng: Rng | undefined;
   private readonly holdBack: HoldBackOptions | undefined;
   private readonly pumpMode: 'sync' | 'defer' | 'manual';
+  /** In order and pumped synchronously: an enqueue into empty queues may send at once. */
+  private readonly direct: boolean;
   private readonly queues: [FixedQueue<Entry>, FixedQueue<Entry>, FixedQueue<Entry>] = [
     new FixedQueue<Entry>(64),
     new FixedQueue<Entry>(64),
@@ -122,7 +167,9 @@ export class OrderingQueues {
   ];
   private readonly pool: Entry[] = [];
   private seq = 0;
+  /** TLPs waiting, in all queues and per queue (a write job counts each TLP it has left). */
   private total = 0;
+  private readonly classCount = [0, 0, 0];
   /** Waiting TLPs that carry an exception to "must not pass a posted request". */
   private exceptionCount = 0;
   private readonly tcCount = new Uint32Array(8);
@@ -173,17 +220,18 @@ export class OrderingQueues {
     }
     this.holdBack = this.mode === 'adversarial' ? hb : undefined;
     this.pumpMode = options.pump ?? (this.mode === 'adversarial' ? 'defer' : 'sync');
+    this.direct = this.mode === 'in-order' && this.pumpMode === 'sync';
   }
 
   /** TLPs waiting, in all classes or in one. */
   length(cls?: TlpClass): number {
     if (cls === undefined) return this.total;
-    return this.queues[cls === 'P' ? Q_P : cls === 'NP' ? Q_NP : Q_CPL].length;
+    return this.classCount[cls === 'P' ? Q_P : cls === 'NP' ? Q_NP : Q_CPL]!;
   }
 
   stats(): OrderingQueueStats {
     return {
-      queued: { P: this.queues[Q_P].length, NP: this.queues[Q_NP].length, Cpl: this.queues[Q_CPL].length },
+      queued: { P: this.classCount[Q_P]!, NP: this.classCount[Q_NP]!, Cpl: this.classCount[Q_CPL]! },
       highWater: this.highWater,
       sent: this.sentCount,
       held: this.heldCount,
@@ -198,6 +246,121 @@ export class OrderingQueues {
   }
 
   enqueue(tlp: Tlp, options?: EnqueueOptions): void {
+    if (this.direct && this.total === 0 && !this.pumping) {
+      // Nothing is waiting, so nothing can be passed: the TLP goes now if the link has credits
+      // for it, exactly as pump() would send it, without the queue entry and its bookkeeping.
+      const dataBytes = tlp.data?.length ?? 0;
+      if (this.sink.hasCredits(tlpClass(tlp), dataBytes)) {
+        this.seq++;
+        if (this.highWater < 1) this.highWater = 1;
+        this.sentCount++;
+        this.sink.sendTlp(tlp, options?.validated === true);
+        options?.onSent?.();
+        return;
+      }
+      // No credits: queue it. A pump now would ask the link the same question (and count a
+      // second stall); onCreditsAvailable pumps when the answer changes.
+      this.push(tlp, options);
+      return;
+    }
+    const q = this.push(tlp, options);
+    // In order, only class heads can go, and a pump ran after every change that could let one
+    // go (a new head, credits, a drain). Behind a waiting TLP of its class this one is no head,
+    // so there is nothing new to try (a stalled write stream queues without a pump per TLP).
+    if (this.direct && this.queues[q]!.length > 1) return;
+    this.requestPump();
+  }
+
+  /**
+   * Queues a DMA write as MWr TLPs without building them: while nothing else waits they go to
+   * the link straight from `job.data` as far as credits allow, and what is left waits in the
+   * posted queue as one entry (with a copy of its bytes: the caller may reuse its buffer once this
+   * returns) that the pump sends a TLP at a time, exactly where those TLPs would have been. Only
+   * in order and pumped synchronously, and when the link has the fast path; otherwise returns
+   * false having done nothing (the caller then enqueues TLPs). Throws ERR_TLP_FIELD for fields
+   * memWriteTlp would refuse.
+   */
+  enqueueMemWrite(job: MemWriteJob): boolean {
+    const send = this.sink.sendMemWrite;
+    if (!this.direct || send === undefined) return false;
+    checkMemWriteFields(job.fields);
+    const end = job.address + job.length;
+    let a = job.address;
+    const alone = this.total === 0 && !this.pumping;
+    if (alone) {
+      while (a < end) {
+        const e = pieceEnd(a, end, job.mps);
+        // hasCredits first, as enqueue() asks it (and counts a stall when the answer is no).
+        if (!this.sink.hasCredits('P', e - a) || !send.call(this.sink, job.fields, a, job.data, a - job.address, e - a)) break;
+        this.seq++;
+        if (this.highWater < 1) this.highWater = 1;
+        this.sentCount++;
+        a = e;
+      }
+      if (a === end) {
+        job.onSent?.();
+        return true;
+      }
+    }
+    const e = postedWriteTraitsInto(job.fields.ro, job.fields.ido, job.fields.requesterId, this.pool.pop() ?? newEntry());
+    e.tlp = undefined;
+    e.job = job;
+    e.jobData = job.data.slice(a - job.address, job.length);
+    e.jobBase = a;
+    e.jobNext = a;
+    e.jobEnd = end;
+    e.seq = this.seq++;
+    e.q = Q_P;
+    e.isRead = false;
+    e.tc = job.fields.tc & 7;
+    e.dataBytes = pieceEnd(a, end, job.mps) - a;
+    e.requesterId = job.fields.requesterId;
+    e.onSent = job.onSent;
+    e.onDropped = job.onDropped;
+    e.validated = true;
+    e.readyAt = 0;
+    const P = this.queues[Q_P];
+    P.push(e);
+    this.count(e, pieceCount(a, end - a, job.mps));
+    // As in enqueue(): when it was alone the link was just asked; behind another posted entry it is no head.
+    if (!alone && P.length === 1) this.requestPump();
+    return true;
+  }
+
+  /**
+   * Sends one completion of a memory read straight from `src` (LinkPort.sendCompletionData) if
+   * nothing waits in the queues (so it passes nothing) and the link takes it; false otherwise,
+   * having done nothing: the caller then enqueues the completion as a TLP.
+   */
+  sendCompletionData(
+    f: CompletionFields,
+    byteCount: number,
+    lowerAddress: number,
+    src: Uint8Array,
+    srcOffset: number,
+    lead: number,
+    bytes: number,
+  ): boolean {
+    const send = this.sink.sendCompletionData;
+    if (!this.direct || this.total !== 0 || this.pumping || send === undefined) return false;
+    if (!send.call(this.sink, f, byteCount, lowerAddress, src, srcOffset, lead, bytes)) return false;
+    this.seq++;
+    if (this.highWater < 1) this.highWater = 1;
+    this.sentCount++;
+    return true;
+  }
+
+  /** Adds `n` waiting TLPs of entry `e` to the counts (negative to remove). */
+  private count(e: Entry, n: number): void {
+    this.total += n;
+    this.classCount[e.q] = this.classCount[e.q]! + n;
+    this.tcCount[e.tc] = this.tcCount[e.tc]! + n;
+    if (e.passesAllPosted || e.idoId >= 0) this.exceptionCount += n;
+    if (this.total > this.highWater) this.highWater = this.total;
+  }
+
+  /** Queues the TLP; returns its queue index. */
+  private push(tlp: Tlp, options: EnqueueOptions | undefined): number {
     const e = orderingTraitsInto(tlp, options, this.pool.pop() ?? newEntry());
     e.tlp = tlp;
     e.seq = this.seq++;
@@ -208,6 +371,7 @@ export class OrderingQueues {
     e.requesterId = tlp.requesterId;
     e.onSent = options?.onSent;
     e.onDropped = options?.onDropped;
+    e.validated = options?.validated === true;
     e.readyAt = 0;
     const hb = this.holdBack;
     if (hb !== undefined && hb.probability > 0 && this.rng!.chance(hb.probability)) {
@@ -215,11 +379,8 @@ export class OrderingQueues {
       this.heldCount++;
     }
     this.queues[e.q]!.push(e);
-    this.total++;
-    this.tcCount[e.tc]!++;
-    if (e.passesAllPosted || e.idoId >= 0) this.exceptionCount++;
-    if (this.total > this.highWater) this.highWater = this.total;
-    this.requestPump();
+    this.count(e, 1);
+    return e.q;
   }
 
   /** Sends what may be sent now, honouring the pump mode ('manual' does nothing). */
@@ -268,6 +429,7 @@ export class OrderingQueues {
       }
     }
     this.total = 0;
+    this.classCount.fill(0);
     this.exceptionCount = 0;
     this.tcCount.fill(0);
     this.holdTimer?.cancel();
@@ -278,24 +440,50 @@ export class OrderingQueues {
   private sendOneInner(): boolean {
     this.minHeldAt = Infinity;
     if (this.total === 0) return false;
-    const now = this.clock.nowNs();
+    // Only held-back TLPs (adversarial hold-back) have a readyAt after 0: without hold-back the
+    // clock is not read at all (a real clock read costs ~100 ns, per TLP).
+    const now = this.holdBack === undefined ? 0 : this.clock.nowNs();
     this.chosen = undefined;
     if (this.mode === 'adversarial') this.pickAdversarial(now);
     else this.pickInOrder(now);
     const e = this.chosen as Entry | undefined;
     if (e === undefined) return false;
+    if (e.job !== undefined) return this.sendJobPiece(e);
     const q = this.queues[e.q]!;
     if (this.chosenIndex === 0) q.shift();
     else q.removeAt(this.chosenIndex);
-    this.total--;
-    this.tcCount[e.tc]!--;
-    if (e.passesAllPosted || e.idoId >= 0) this.exceptionCount--;
+    this.count(e, -1);
     this.countReorderings(e);
     this.sentCount++;
     const tlp = e.tlp!;
     const onSent = e.onSent;
+    const validated = e.validated;
     this.release(e);
-    this.sink.sendTlp(tlp);
+    this.sink.sendTlp(tlp, validated);
+    onSent?.();
+    return true;
+  }
+
+  /** Sends the next TLP of a write job (chosen at the head of the posted queue); the job stays there until its last. */
+  private sendJobPiece(e: Entry): boolean {
+    const job = e.job!;
+    const a = e.jobNext;
+    const pe = pieceEnd(a, e.jobEnd, job.mps);
+    this.count(e, -1);
+    this.countReorderings(e);
+    this.sentCount++;
+    if (!this.sink.sendMemWrite!(job.fields, a, e.jobData!, a - e.jobBase, pe - a)) {
+      // hasCredits said yes just now, so this is a bug; the TLP is lost rather than sent twice.
+      throw new TlpwireError('ERR_INTERNAL', 'the link refused a write it had credits for');
+    }
+    e.jobNext = pe;
+    if (pe < e.jobEnd) {
+      e.dataBytes = pieceEnd(pe, e.jobEnd, job.mps) - pe;
+      return true;
+    }
+    this.queues[Q_P].shift();
+    const onSent = e.onSent;
+    this.release(e);
     onSent?.();
     return true;
   }
@@ -487,6 +675,8 @@ export class OrderingQueues {
 
   private release(e: Entry): void {
     e.tlp = undefined;
+    e.job = undefined;
+    e.jobData = undefined;
     e.onSent = undefined;
     e.onDropped = undefined;
     if (this.pool.length < 1024) this.pool.push(e);
@@ -509,6 +699,12 @@ function newEntry(): Entry {
     transactionKey: -1,
     postedPass: 'none',
     readyAt: 0,
+    validated: false,
+    job: undefined,
+    jobData: undefined,
+    jobBase: 0,
+    jobNext: 0,
+    jobEnd: 0,
     onSent: undefined,
     onDropped: undefined,
   };

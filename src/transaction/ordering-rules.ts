@@ -4,7 +4,7 @@
  * entry (see `orderingTraits`) so that choosing the next TLP is one pass over the queue.
  */
 import { ORDERING_TABLE } from '../spec/index.js';
-import { KIND_INFO, tlpClass, type Tlp, type TlpClass } from '../tlp/index.js';
+import { KIND_INFO, TLP_KINDS, tlpClass, type Tlp, type TlpClass } from '../tlp/index.js';
 
 export type OrderingColumn = keyof typeof ORDERING_TABLE;
 
@@ -67,22 +67,62 @@ export function orderingTraits(tlp: Tlp, hints?: OrderingHints): OrderingTraits 
   });
 }
 
+/** What the table says about a kind, independent of the TLP's attributes: looked up once per queued TLP. */
+interface KindRules {
+  cls: TlpClass;
+  column: OrderingColumn;
+  /** RO lets it pass a Posted Request of its TC. */
+  roAllowed: boolean;
+  /** Being an I/O or configuration write completion lets it pass one (D2b). */
+  ioCfgAllowed: boolean;
+  /** Completions of one transaction must not pass each other. */
+  keyed: boolean;
+}
+
+const KIND_RULES: Readonly<Record<string, KindRules>> = Object.fromEntries(
+  TLP_KINDS.map((kind) => {
+    const cls = tlpClass({ kind } as Tlp);
+    const column: OrderingColumn =
+      cls === 'P' ? 'posted' : cls === 'Cpl' ? 'completion' : KIND_INFO[kind].hasData ? 'npWithData' : 'read';
+    const rule = ORDERING_TABLE[column].posted;
+    const rules: KindRules = {
+      cls,
+      column,
+      roAllowed: rule === 'no-unless-ro-or-ido' || rule === 'no-unless-ro-ido-or-io-cfg-write-cpl',
+      ioCfgAllowed: rule === 'no-unless-ro-ido-or-io-cfg-write-cpl',
+      keyed: ORDERING_TABLE[column].completion === 'may-unless-same-transaction',
+    };
+    return [kind, rules];
+  }),
+);
+
 /** orderingTraits written into `out` (the queues reuse their entries; no allocation per TLP). */
 export function orderingTraitsInto<T extends OrderingTraits>(tlp: Tlp, hints: OrderingHints | undefined, out: T): T {
-  const column = orderingColumnOf(tlp);
-  const rule = ORDERING_TABLE[column].posted;
-  const roAllowed = rule === 'no-unless-ro-or-ido' || rule === 'no-unless-ro-ido-or-io-cfg-write-cpl';
-  const ioCfg = rule === 'no-unless-ro-ido-or-io-cfg-write-cpl' && hints?.ioCfgWriteCompletion === true;
-  const ro = roAllowed && tlp.ro;
+  const k = KIND_RULES[tlp.kind]!;
+  const ioCfg = k.ioCfgAllowed && hints?.ioCfgWriteCompletion === true;
+  const ro = k.roAllowed && tlp.ro;
   // Every "no-unless" rule of the Posted column admits IDO with different IDs.
   const idoId = tlp.ido ? idoIdOf(tlp) : -1;
-  out.cls = tlpClass(tlp);
-  out.column = column;
+  out.cls = k.cls;
+  out.column = k.column;
   out.passesAllPosted = ro || ioCfg;
   out.idoId = idoId;
-  out.transactionKey =
-    ORDERING_TABLE[column].completion === 'may-unless-same-transaction' ? transactionKey(tlp.requesterId, tlp.tag) : -1;
+  out.transactionKey = k.keyed ? transactionKey(tlp.requesterId, tlp.tag) : -1;
   out.postedPass = ioCfg ? 'io-cfg-write-cpl' : ro ? 'ro' : idoId >= 0 ? 'ido' : 'none';
+  return out;
+}
+
+/** orderingTraitsInto for an MWr with these attributes (a write job that has no TLP object yet). */
+export function postedWriteTraitsInto<T extends OrderingTraits>(ro: boolean, ido: boolean, requesterId: number, out: T): T {
+  const k = KIND_RULES['MWr']!;
+  const roPass = k.roAllowed && ro;
+  const idoId = ido ? requesterId : -1;
+  out.cls = k.cls;
+  out.column = k.column;
+  out.passesAllPosted = roPass;
+  out.idoId = idoId;
+  out.transactionKey = -1;
+  out.postedPass = roPass ? 'ro' : idoId >= 0 ? 'ido' : 'none';
   return out;
 }
 

@@ -36,17 +36,22 @@ import {
   memReadTlp,
   memWriteTlp,
   messageTlp,
+  type CompletionView,
   type CplTlp,
   type HeaderOptions,
+  type MemReadOptions,
+  type MemWriteOptions,
   type Tlp,
 } from '../tlp/index.js';
-import type { EnqueueOptions } from './ordering-queues.js';
-import { isValidSize, lowerAddressOf, pieceEnd } from './split.js';
+import type { EnqueueOptions, MemWriteJob } from './ordering-queues.js';
+import { isValidSize, lowBits, lowerAddressOf, pieceEnd } from './split.js';
 import { TagPool } from './tag-pool.js';
 
 /** Where requests go: the ordering queues. */
 export interface RequestOutput {
   enqueue(tlp: Tlp, options?: EnqueueOptions): void;
+  /** Optional fast path for whole-DW writes (OrderingQueues.enqueueMemWrite); false: use enqueue. */
+  enqueueMemWrite?(job: MemWriteJob): boolean;
 }
 
 /**
@@ -162,7 +167,8 @@ interface ReadOp {
   /** Bytes issued so far (offset into dest of the next piece). */
   issued: number;
   zeroLengthIssued: boolean;
-  attrs: ReadOptions;
+  /** Builder options for its MRds, made once per read and updated per request. */
+  tlpOptions: MemReadOptions;
   outstanding: number;
   settled: boolean;
   resolve: (data: Uint8Array) => void;
@@ -194,8 +200,10 @@ interface Slot {
   nextAddress: number;
   remaining: number;
   zeroLength: boolean;
-  timer: TimerHandle | undefined;
-  onTimeout: () => void;
+  /** When the completion timeout expires (clock ns); -1 while no timer runs for this tag. */
+  deadline: number;
+  /** Counts the timers started for this tag, so that a queued timeout of an earlier use is recognised as stale. */
+  timerGen: number;
   /** Starts the completion timer when the request has been handed to the link. */
   enqueueOptions: EnqueueOptions;
 }
@@ -212,6 +220,22 @@ export class Requester {
   private requesterId: number;
   private mps: number;
   private issuing = false;
+  /**
+   * Running completion timers, oldest first: every request gets the same timeout, so deadlines
+   * are in start order and one clock timer, set for the oldest, serves them all (a timer per
+   * request costs more than the rest of a read's bookkeeping). Entries of tags that completed
+   * are skipped when they reach the head.
+   */
+  private readonly timerSlots = new FixedQueue<Slot>(64);
+  private readonly timerGens = new FixedQueue<number>(64);
+  private timerHandle: TimerHandle | undefined;
+  /** When timerHandle fires (Infinity when none is set). */
+  private timerAt = Infinity;
+  private readonly timerFired = (): void => {
+    this.timerHandle = undefined;
+    this.timerAt = Infinity;
+    this.expireTimers();
+  };
   onCompletionError: (event: CompletionErrorEvent) => void;
 
   constructor(
@@ -288,7 +312,7 @@ export class Requester {
         address,
         issued: 0,
         zeroLengthIssued: false,
-        attrs: options,
+        tlpOptions: readTlpOptions(options),
         outstanding: 0,
         settled: false,
         resolve,
@@ -309,28 +333,64 @@ export class Requester {
     if (bad !== undefined) return Promise.reject(bad);
     this.counters.add('req.memWrite');
     if (data.length === 0) return Promise.resolve();
+    const enqueueMemWrite = this.output.enqueueMemWrite;
+    if (enqueueMemWrite !== undefined && lowBits(address, 4) === 0 && lowBits(data.length, 4) === 0) {
+      // Whole DWs (every DMA buffer in practice): the queues send the TLPs straight from `data`,
+      // or copy what must wait, without a TLP object per piece (see OrderingQueues.enqueueMemWrite).
+      return new Promise<void>((resolve, reject) => {
+        const job: MemWriteJob = {
+          fields: {
+            requesterId: this.requesterId,
+            tc: options.tc ?? 0,
+            ro: options.ro ?? false,
+            ns: options.ns ?? false,
+            ido: options.ido ?? false,
+            th: options.th ?? false,
+          },
+          address,
+          data,
+          length: data.length,
+          mps: this.mps,
+          onSent: () => resolve(),
+          onDropped: reject,
+        };
+        try {
+          if (!enqueueMemWrite.call(this.output, job)) this.writeTlps(address, data, options, resolve, reject);
+        } catch (e) {
+          reject(asTlpwireError(e));
+        }
+      });
+    }
+    return new Promise<void>((resolve, reject) => this.writeTlps(address, data, options, resolve, reject));
+  }
+
+  /** memWrite as MWr TLP objects through enqueue(): any alignment, and any output. */
+  private writeTlps(
+    address: number,
+    data: Uint8Array,
+    options: RequestAttributes,
+    resolve: () => void,
+    reject: (e: TlpwireError) => void,
+  ): void {
     const copy = data.slice();
     const end = address + copy.length;
-    const header = headerOptions(options);
-    return new Promise<void>((resolve, reject) => {
-      const dropped = (e: TlpwireError): void => reject(e);
-      const mps = this.mps;
-      try {
-        for (let a = address; a < end; ) {
-          const e = pieceEnd(a, end, mps);
-          const tlp = memWriteTlp({
-            ...header,
-            requesterId: this.requesterId,
-            address: a,
-            data: copy.subarray(a - address, e - address),
-          });
-          this.output.enqueue(tlp, e === end ? { onSent: () => resolve(), onDropped: dropped } : { onDropped: dropped });
-          a = e;
-        }
-      } catch (e) {
-        reject(asTlpwireError(e));
+    // One builder options object and two enqueue options per call, shared by its TLPs (the
+    // builder and the queues only read them): nothing but the TLP is allocated per piece.
+    const middle: EnqueueOptions = { onDropped: reject, validated: true };
+    const last: EnqueueOptions = { onSent: resolve, onDropped: reject, validated: true };
+    const o = writeTlpOptions(options, this.requesterId, copy);
+    const mps = this.mps;
+    try {
+      for (let a = address; a < end; ) {
+        const e = pieceEnd(a, end, mps);
+        o.address = a;
+        o.data = e - a === copy.length ? copy : copy.subarray(a - address, e - address);
+        this.output.enqueue(memWriteTlp(o), e === end ? last : middle);
+        a = e;
       }
-    });
+    } catch (e) {
+      reject(asTlpwireError(e));
+    }
   }
 
   /**
@@ -431,7 +491,7 @@ export class Requester {
           ...(msg.data === undefined ? {} : { data: msg.data.slice() }),
           ...(msg.tc === undefined ? {} : { tc: msg.tc }),
         });
-        this.output.enqueue(tlp, { onSent: () => resolve(), onDropped: reject });
+        this.output.enqueue(tlp, { onSent: () => resolve(), onDropped: reject, validated: true });
       } catch (e) {
         reject(asTlpwireError(e));
       }
@@ -473,6 +533,37 @@ export class Requester {
     }
     if (slot.kind === 'mem') this.memCompletion(slot, op as ReadOp, cpl);
     else this.singleCompletion(slot, op as SingleOp, cpl);
+  }
+
+  /**
+   * handleCompletion for a CplD that the link's fast path parsed, without a TLP object: takes it
+   * (copying its data into the read's buffer) when it is the next expected, well-formed part of an
+   * outstanding memory read, and returns false, having done nothing, for anything else (an error
+   * status, an unexpected or malformed completion, poisoned data), which then comes to
+   * handleCompletion decoded and is dealt with there. Never throws.
+   */
+  handleCompletionData(bytes: Uint8Array, v: CompletionView): boolean {
+    if (v.requesterId !== this.requesterId || v.status !== 0 || v.ep) return false;
+    const slot = this.slots[v.tag];
+    if (slot === undefined || slot.state !== S_ACTIVE || slot.kind !== 'mem' || v.tc !== slot.tc) return false;
+    if (v.byteCount !== slot.remaining || v.lowerAddress !== lowerAddressOf(slot.nextAddress) || v.dataLength > this.mps) return false;
+    const lead = lowBits(slot.nextAddress, 4);
+    let n = v.dataLength - lead;
+    if (n >= slot.remaining) {
+      if (v.lengthDw !== Math.ceil((lead + slot.remaining) / 4)) return false;
+      n = slot.remaining;
+    } else if (lowBits(slot.nextAddress + n, this.config.rcb) !== 0) return false;
+    const op = slot.op as ReadOp;
+    if (!slot.zeroLength && !op.settled) op.dest.set(bytes.subarray(v.dataOffset + lead, v.dataOffset + lead + n), slot.offset);
+    slot.offset += n;
+    slot.nextAddress += n;
+    slot.remaining -= n;
+    if (slot.remaining === 0) {
+      this.finishSlot(slot, S_FREE);
+      this.maybeResolveRead(op);
+      this.issueWaiting();
+    }
+    return true;
   }
 
   /** Fails everything outstanding or waiting (link down); tags are all freed. */
@@ -535,20 +626,17 @@ export class Requester {
         const start = op.address + op.issued;
         const end = op.address + op.dest.length;
         const e = op.dest.length === 0 ? start : pieceEnd(start, end, this.config.maxReadRequestSize);
-        tlp = memReadTlp({
-          ...headerOptions(op.attrs),
-          requesterId: this.requesterId,
-          tag,
-          address: start,
-          byteLength: e - start,
-          ...(op.attrs.locked === true ? { locked: true } : {}),
-          ...(op.attrs.ph === undefined ? {} : { ph: op.attrs.ph }),
-        });
+        const o = op.tlpOptions;
+        o.requesterId = this.requesterId;
+        o.tag = tag;
+        o.address = start;
+        o.byteLength = e - start;
+        tlp = memReadTlp(o);
         slot.kind = 'mem';
         slot.offset = op.issued;
         slot.zeroLength = e === start;
         // A zero-length read is answered as if for its DW address (Byte Count 1).
-        slot.nextAddress = slot.zeroLength ? start - (start % 4) : start;
+        slot.nextAddress = slot.zeroLength ? start - lowBits(start, 4) : start;
         slot.remaining = slot.zeroLength ? CPL_RULES.ZERO_LENGTH_READ_BYTE_COUNT : e - start;
         op.issued = e - op.address;
         if (slot.zeroLength) op.zeroLengthIssued = true;
@@ -570,6 +658,60 @@ export class Requester {
     this.output.enqueue(tlp, slot.enqueueOptions);
   }
 
+  // ---------------------------------------------------------------- completion timers
+
+  private startTimer(slot: Slot, timeoutNs: number): void {
+    const now = this.clock.nowNs();
+    slot.deadline = now + timeoutNs;
+    slot.timerGen++;
+    this.timerSlots.push(slot);
+    this.timerGens.push(slot.timerGen);
+    this.armTimer(slot.deadline, now);
+  }
+
+  /** Makes the clock timer fire no later than `deadline`. */
+  private armTimer(deadline: number, now: number): void {
+    if (this.timerHandle !== undefined) {
+      if (this.timerAt <= deadline) return;
+      this.timerHandle.cancel();
+    }
+    this.timerAt = deadline;
+    this.timerHandle = this.clock.setTimer(deadline - now, this.timerFired);
+  }
+
+  private stopTimer(slot: Slot): void {
+    slot.deadline = -1;
+    this.dropStaleTimers();
+  }
+
+  /** Drops entries at the head whose tag completed (or started another timer) meanwhile. */
+  private dropStaleTimers(): void {
+    for (;;) {
+      const s = this.timerSlots.peek();
+      if (s === undefined || (s.deadline >= 0 && s.timerGen === this.timerGens.peek())) return;
+      this.timerSlots.shift();
+      this.timerGens.shift();
+    }
+  }
+
+  /** The clock timer fired: time out every request whose deadline has passed, then wait for the next. */
+  private expireTimers(): void {
+    for (;;) {
+      this.dropStaleTimers();
+      const s = this.timerSlots.peek();
+      if (s === undefined) return;
+      const now = this.clock.nowNs();
+      if (s.deadline > now) {
+        this.armTimer(s.deadline, now);
+        return;
+      }
+      this.timerSlots.shift();
+      this.timerGens.shift();
+      s.deadline = -1;
+      this.timedOut(s);
+    }
+  }
+
   private slotFor(tag: number): Slot {
     let slot = this.slots[tag];
     if (slot === undefined) {
@@ -583,13 +725,12 @@ export class Requester {
         nextAddress: 0,
         remaining: 0,
         zeroLength: false,
-        timer: undefined,
-        onTimeout: () => this.timedOut(s),
+        deadline: -1,
+        timerGen: 0,
         enqueueOptions: {
+          validated: true,
           onSent: () => {
-            if (s.state === S_ACTIVE && s.timer === undefined && this.timeoutNs !== undefined) {
-              s.timer = this.clock.setTimer(this.timeoutNs, s.onTimeout);
-            }
+            if (s.state === S_ACTIVE && s.deadline < 0 && this.timeoutNs !== undefined) this.startTimer(s, this.timeoutNs);
           },
         },
       };
@@ -623,7 +764,7 @@ export class Requester {
       this.malformed(slot, cpl, `payload of ${payloadBytes} bytes exceeds Max_Payload_Size ${this.mps}`);
       return;
     }
-    const lead = slot.nextAddress % 4;
+    const lead = lowBits(slot.nextAddress, 4);
     let n = payloadBytes - lead;
     if (n >= slot.remaining) {
       // The last part: exactly the DWs covering what was still owed.
@@ -632,7 +773,7 @@ export class Requester {
         return;
       }
       n = slot.remaining;
-    } else if ((slot.nextAddress + n) % this.config.rcb !== 0) {
+    } else if (lowBits(slot.nextAddress + n, this.config.rcb) !== 0) {
       this.malformed(slot, cpl, `a partial completion must end on a ${this.config.rcb}-byte RCB boundary`);
       return;
     }
@@ -640,7 +781,7 @@ export class Requester {
       this.poisoned(slot, cpl, n === slot.remaining);
       return;
     }
-    if (!slot.zeroLength && !op.settled) op.dest.set(data.subarray(lead, lead + n), slot.offset);
+    if (!slot.zeroLength && !op.settled) op.dest.set(lead === 0 && n === data.length ? data : data.subarray(lead, lead + n), slot.offset);
     slot.offset += n;
     slot.nextAddress += n;
     slot.remaining -= n;
@@ -690,8 +831,7 @@ export class Requester {
 
   /** Ends a tag's request: timer off, tag back to the pool (or kept, if quarantined). */
   private finishSlot(slot: Slot, state: number): void {
-    slot.timer?.cancel();
-    slot.timer = undefined;
+    if (slot.deadline >= 0) this.stopTimer(slot);
     const op = slot.op;
     if (op !== undefined) op.outstanding--;
     slot.op = undefined;
@@ -706,7 +846,6 @@ export class Requester {
   }
 
   private timedOut(slot: Slot): void {
-    slot.timer = undefined;
     if (slot.state === S_QUARANTINED) {
       slot.state = S_FREE;
       this.tags.free(slot.tag);
@@ -750,12 +889,13 @@ export class Requester {
    */
   private abandon(slot: Slot, error: TlpwireError, complete: boolean): void {
     const op = slot.op!;
-    if (complete || slot.timer === undefined) this.finishSlot(slot, S_FREE);
+    if (complete || slot.deadline < 0) this.finishSlot(slot, S_FREE);
     else {
-      const timer = slot.timer;
-      slot.timer = undefined;
+      // Quarantined until its timer expires: the timer keeps running (timedOut frees the tag).
+      const deadline = slot.deadline;
+      slot.deadline = -1;
       this.finishSlot(slot, S_QUARANTINED);
-      slot.timer = timer;
+      slot.deadline = deadline;
     }
     this.failOp(op, error);
     this.issueWaiting();
@@ -787,14 +927,29 @@ function checkRange(address: number, length: number): TlpwireError | undefined {
   return undefined;
 }
 
-function headerOptions(a: RequestAttributes): HeaderOptions {
-  const h: HeaderOptions = {};
+/** The attributes a request passes to the TLP builder (not PH for writes, as before). */
+function copyAttributes(a: RequestAttributes, h: HeaderOptions): void {
   if (a.tc !== undefined) h.tc = a.tc;
   if (a.ro !== undefined) h.ro = a.ro;
   if (a.ido !== undefined) h.ido = a.ido;
   if (a.ns !== undefined) h.ns = a.ns;
   if (a.th !== undefined) h.th = a.th;
-  return h;
+}
+
+// Builder options are object literals filled field by field, never spread: a spread result is a
+// slow-mode object in V8, and the builder reads its fields once per TLP.
+function writeTlpOptions(a: RequestAttributes, requesterId: number, data: Uint8Array): MemWriteOptions {
+  const o: MemWriteOptions = { requesterId, address: 0, data };
+  copyAttributes(a, o);
+  return o;
+}
+
+function readTlpOptions(a: ReadOptions): MemReadOptions {
+  const o: MemReadOptions = { requesterId: 0, tag: 0, address: 0, byteLength: 0 };
+  copyAttributes(a, o);
+  if (a.locked === true) o.locked = true;
+  if (a.ph !== undefined) o.ph = a.ph;
+  return o;
 }
 
 function bdfFields(bdf: number): { bus: number; device: number; function: number } {

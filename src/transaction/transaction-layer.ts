@@ -19,9 +19,9 @@ import {
   type Rng,
 } from '../core/index.js';
 import type { LinkPort, LinkState } from '../link/index.js';
-import { tlpClass, type CplTlp, type MsgTlp, type Tlp } from '../tlp/index.js';
+import { tlpClass, type CompletionView, type CplTlp, type MemWriteView, type MsgTlp, type Tlp } from '../tlp/index.js';
 import { Completer } from './completer.js';
-import { OrderingQueues, type HoldBackOptions, type OrderingMode } from './ordering-queues.js';
+import { OrderingQueues, type HoldBackOptions, type OrderingMode, type TlpSink } from './ordering-queues.js';
 import { Requester, type CompletionErrorEvent, type CplTimeoutConfig, type RequesterStats } from './requester.js';
 
 export interface TransactionConfig {
@@ -93,6 +93,14 @@ export class TransactionLayer {
   private readonly log: Logger;
   private readonly config: TransactionConfig;
   private received = 0;
+  /** The posted request being handled: whether its credits went back, and its payload size. */
+  private postedReleased = true;
+  private postedBytes = 0;
+  private readonly releasePosted = (): void => {
+    if (this.postedReleased) return;
+    this.postedReleased = true;
+    this.link.releaseCredits('P', this.postedBytes);
+  };
   /** Link state changes, after the layer has reacted to them. */
   onLinkState: (state: LinkState, reason?: string) => void = () => {};
 
@@ -105,11 +113,18 @@ export class TransactionLayer {
     this.counters = options.counters ?? new Counters();
     const ordering = options.ordering ?? { mode: 'in-order' };
     const mode: OrderingMode = ordering.mode;
-    this.queues = new OrderingQueues(
-      {
-        hasCredits: (cls, bytes) => link.state === 'up' && link.hasCredits(cls, bytes),
-        sendTlp: (tlp) => link.sendTlp(tlp),
+    const sink: TlpSink = {
+      hasCredits: (cls, bytes) => link.state === 'up' && link.hasCredits(cls, bytes),
+      sendTlp: (tlp, validated) => {
+        if (validated === true && link.sendValidatedTlp !== undefined) link.sendValidatedTlp(tlp);
+        else link.sendTlp(tlp);
       },
+    };
+    // The DMA fast paths, when the link has them (a Link does; test doubles need not).
+    if (link.sendMemWrite !== undefined) sink.sendMemWrite = link.sendMemWrite.bind(link);
+    if (link.sendCompletionData !== undefined) sink.sendCompletionData = link.sendCompletionData.bind(link);
+    this.queues = new OrderingQueues(
+      sink,
       {
         mode,
         clock: options.clock,
@@ -142,6 +157,8 @@ export class TransactionLayer {
       idoCompletions: this.config.idoCompletions ?? false,
     });
     link.onTlp = (tlp) => this.receive(tlp);
+    link.onMemWrite = (bytes, v) => this.receiveMemWrite(bytes, v);
+    link.onCompletionData = (bytes, v) => this.receiveCompletionData(bytes, v);
     link.onCreditsAvailable = () => this.queues.requestPump();
     link.onStateChange = (state, reason) => this.linkStateChanged(state, reason);
     if (link.state === 'up') this.partnerKnown();
@@ -208,6 +225,24 @@ export class TransactionLayer {
       this.link.releaseCredits(cls, bytes);
       return;
     }
+    if (cls === 'P') {
+      // Posted requests are consumed before handleRequest returns, so their release needs no
+      // closure of its own: one bound function releases the TLP being handled, at most once.
+      // (Saved and restored in case a handler makes another TLP arrive re-entrantly.)
+      const outerReleased = this.postedReleased;
+      const outerBytes = this.postedBytes;
+      this.postedReleased = false;
+      this.postedBytes = bytes;
+      try {
+        this.completer.handleRequest(tlp, this.releasePosted);
+      } catch (e) {
+        this.handlerFailed(tlp, e);
+      }
+      this.releasePosted();
+      this.postedReleased = outerReleased;
+      this.postedBytes = outerBytes;
+      return;
+    }
     let released = false;
     const release = (): void => {
       if (released) return;
@@ -222,9 +257,37 @@ export class TransactionLayer {
     }
   }
 
-  private handlerFailed(tlp: Tlp, e: unknown): void {
+  /** receive() for an MWr that the link parsed without a TLP object; false hands it back to be decoded. */
+  private receiveMemWrite(bytes: Uint8Array, v: MemWriteView): boolean {
+    let taken = true;
+    try {
+      taken = this.completer.handleMemWrite(bytes, v);
+    } catch (e) {
+      this.handlerFailed(v.wide ? 'MWr64' : 'MWr', e);
+    }
+    if (!taken) return false;
+    this.received++;
+    this.link.releaseCredits('P', v.dataLength);
+    return true;
+  }
+
+  /** receive() for a CplD that the link parsed without a TLP object; false hands it back to be decoded. */
+  private receiveCompletionData(bytes: Uint8Array, v: CompletionView): boolean {
+    let taken = true;
+    try {
+      taken = this.requester.handleCompletionData(bytes, v);
+    } catch (e) {
+      this.handlerFailed(v.locked ? 'CplDLk' : 'CplD', e);
+    }
+    if (!taken) return false;
+    this.received++;
+    this.link.releaseCredits('Cpl', v.dataLength);
+    return true;
+  }
+
+  private handlerFailed(tlp: Tlp | string, e: unknown): void {
     // Input from the other side never crashes the process: count, log, carry on.
     this.counters.add('rx.handlerError');
-    this.log.error({ kind: tlp.kind, err: errorMessage(e) }, 'handling a received TLP failed');
+    this.log.error({ kind: typeof tlp === 'string' ? tlp : tlp.kind, err: errorMessage(e) }, 'handling a received TLP failed');
   }
 }

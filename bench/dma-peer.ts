@@ -1,0 +1,93 @@
+/**
+ * The endpoint process of the DMA benchmark (bench/run.ts starts it): connects to the root
+ * complex at URL and moves `bytes` of DMA through Endpoint.dmaPort(), writes then reads, `reps`
+ * times, after one untimed warm-up pass of each (it lets the JIT settle and makes the root
+ * complex allocate the host RAM pages, which a real host has anyway). Prints one JSON line per
+ * event on stdout, so the parent can also sample its own CPU time around each timed pass.
+ *
+ *   node --import tsx bench/dma-peer.ts URL BYTES REPS
+ *
+ * What is written: chunk i of 64 KiB is a fixed pseudo-random pattern (patternChunk) with i in
+ * its first 4 bytes, so a chunk that lands in the wrong place is caught. The warm-up read checks
+ * every byte; the timed reads check each chunk's index (the parent checks host RAM afterwards).
+ */
+import { loadDist, type RolesModule } from './dist.js';
+import { BASE, CHUNK, patternChunk, stampChunk, stampOf, type PeerEvent } from './dma-pattern.js';
+
+/** DMA calls kept in flight: enough to cover the credit window (writes) and every tag (reads). */
+const WRITES_IN_FLIGHT = 16;
+const READS_IN_FLIGHT = 8;
+
+function emit(e: PeerEvent): void {
+  process.stdout.write(`${JSON.stringify(e)}\n`);
+}
+
+async function main(): Promise<void> {
+  const [url, bytesArg, repsArg] = process.argv.slice(2);
+  if (url === undefined || bytesArg === undefined) {
+    process.stderr.write('usage: dma-peer URL BYTES [REPS]\n');
+    process.exit(2);
+  }
+  const bytes = Number(bytesArg);
+  const reps = Number(repsArg ?? 1);
+  const chunks = Math.ceil(bytes / CHUNK);
+  if (bytes % CHUNK !== 0) throw new RangeError(`BYTES must be a multiple of ${CHUNK}`);
+
+  const { Endpoint, RealClock } = await loadDist<RolesModule>('roles/index.js');
+  const clock = new RealClock();
+  const ep = new Endpoint({ clock, transaction: { maxPayloadSize: 256, maxReadRequestSize: 512 } });
+  const stack = await ep.connect(url);
+  await stack.link.whenUp();
+  emit({ event: 'up' });
+  const dma = ep.dmaPort();
+  const pattern = patternChunk(0);
+  const buf = pattern.slice();
+
+  const writePass = async (): Promise<void> => {
+    const pending: Promise<void>[] = [];
+    for (let i = 0; i < chunks; i++) {
+      stampChunk(buf, i); // memWrite copies on the call, so buf is free again at once
+      pending.push(Promise.resolve(dma.write(BASE + i * CHUNK, buf)));
+      if (pending.length >= WRITES_IN_FLIGHT) await pending.shift();
+    }
+    await Promise.all(pending);
+  };
+  const readPass = async (full: boolean): Promise<void> => {
+    const pending: Promise<Uint8Array>[] = [];
+    let next = 0;
+    for (let i = 0; i < chunks; i++) {
+      while (next < chunks && pending.length < READS_IN_FLIGHT) pending.push(dma.read(BASE + next++ * CHUNK, CHUNK));
+      const data = await pending.shift()!;
+      if (stampOf(data) !== i) throw new Error(`read chunk ${i} carries index ${stampOf(data)}`);
+      if (full) {
+        stampChunk(buf, i);
+        if (Buffer.compare(data, buf) !== 0) throw new Error(`read chunk ${i} differs from what was written`);
+      }
+    }
+  };
+
+  await writePass();
+  await readPass(true);
+  for (let rep = 0; rep < reps; rep++) {
+    for (const phase of ['write', 'read'] as const) {
+      emit({ event: 'start', phase, rep });
+      const c0 = process.cpuUsage();
+      const t0 = process.hrtime.bigint();
+      if (phase === 'write') await writePass();
+      else await readPass(false);
+      const ns = Number(process.hrtime.bigint() - t0);
+      const c = process.cpuUsage(c0);
+      emit({ event: 'end', phase, rep, ns, cpuUs: c.user + c.system, bytes });
+    }
+  }
+  emit({ event: 'done', counters: stack.counters.snapshot() });
+  await ep.close();
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    emit({ event: 'error', message: e instanceof Error ? e.message : String(e) });
+    process.exit(1);
+  },
+);

@@ -1,0 +1,188 @@
+/**
+ * `npm run bench`: how fast is tlpwire compared with a raw socket, on this machine, now?
+ *
+ *   1. the baseline: 256-byte records between two Node processes over a plain TCP socket,
+ *      many per write (bench/raw-socket.ts), run before, between and after the DMA runs;
+ *   2. the TLP codec: encode+decode per second for a mix of kinds, in this process;
+ *   3. DMA writes and 4. DMA reads between two processes: this process is the root complex
+ *      (host RAM), a child process the endpoint (bench/dma-peer.ts) doing DMA through its
+ *      requester, with MPS 256 and MRRS 512, over tcp:// and ws://.
+ *
+ * Throughput is payload bytes per second; each DMA figure is also given as a ratio to the
+ * baseline's median, which is what the targets are about (write ≥ 0.6, read ≥ 0.4, over tcp).
+ * The figures are printed, never asserted: the process fails only if something crashed.
+ *
+ *   tsx bench/run.ts [--mib N] [--reps N] [--only raw,codec,tcp,ws]
+ *
+ * TLPWIRE_BENCH_PROFILE=DIR writes a CPU profile of each DMA peer process there.
+ */
+import { spawn } from 'node:child_process';
+import { cpus, loadavg } from 'node:os';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { loadDist, type RolesModule } from './dist.js';
+import { BASE, CHUNK, patternChunk, stampChunk, type PeerEvent } from './dma-pattern.js';
+import { measureCodec, type CodecResult } from './codec.js';
+import { measureRawSocket } from './raw-socket.js';
+
+const TARGET = { write: 0.6, read: 0.4 } as const;
+const MiB = 1024 * 1024;
+
+interface Options {
+  mib: number;
+  reps: number;
+  only: Set<string> | undefined;
+}
+
+function parseArgs(argv: readonly string[]): Options {
+  const o: Options = { mib: 256, reps: 3, only: undefined };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = argv[i + 1];
+    if (a === '--mib' && v !== undefined) o.mib = Number(argv[++i]);
+    else if (a === '--reps' && v !== undefined) o.reps = Number(argv[++i]);
+    else if (a === '--only' && v !== undefined) o.only = new Set(argv[++i]!.split(','));
+    else {
+      process.stderr.write(`usage: tsx bench/run.ts [--mib N] [--reps N] [--only raw,codec,tcp,ws]\n`);
+      process.exit(2);
+    }
+  }
+  if (!(Number.isInteger(o.mib) && o.mib >= 1 && Number.isInteger(o.reps) && o.reps >= 1)) {
+    process.stderr.write('--mib and --reps take positive integers\n');
+    process.exit(2);
+  }
+  return o;
+}
+
+interface DmaPass {
+  bytesPerSecond: number;
+  /** CPU time per MiB moved, in µs: the root complex (this process) and the endpoint. */
+  rcCpuUsPerMiB: number;
+  epCpuUsPerMiB: number;
+}
+
+interface DmaResult {
+  write: DmaPass[];
+  read: DmaPass[];
+  counters: Record<string, number>;
+}
+
+/** One DMA run: a root complex here, the endpoint in a child process, `reps` timed passes each way. */
+async function measureDma(scheme: 'tcp' | 'ws', bytes: number, reps: number): Promise<DmaResult> {
+  const { RootComplex, RealClock } = await loadDist<RolesModule>('roles/index.js');
+  const rc = new RootComplex({ clock: new RealClock(), memoryBytes: BASE + bytes + CHUNK });
+  const url = await rc.listen(scheme === 'tcp' ? 'tcp://127.0.0.1:0' : 'ws://127.0.0.1:0');
+  const prof = process.env['TLPWIRE_BENCH_PROFILE'];
+  const profArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
+  const peer = fileURLToPath(new URL('./dma-peer.ts', import.meta.url));
+  const child = spawn(process.execPath, [...profArgs, '--import', 'tsx', peer, url, String(bytes), String(reps)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const result: DmaResult = { write: [], read: [], counters: {} };
+  let rcCpu0 = process.cpuUsage();
+  let failure: string | undefined;
+  for await (const line of createInterface({ input: child.stdout })) {
+    let e: PeerEvent;
+    try {
+      e = JSON.parse(line) as PeerEvent;
+    } catch {
+      continue; // not ours
+    }
+    if (e.event === 'start') rcCpu0 = process.cpuUsage();
+    else if (e.event === 'end') {
+      const c = process.cpuUsage(rcCpu0);
+      const mib = e.bytes / MiB;
+      result[e.phase].push({
+        bytesPerSecond: e.bytes / (e.ns / 1e9),
+        rcCpuUsPerMiB: (c.user + c.system) / mib,
+        epCpuUsPerMiB: e.cpuUs / mib,
+      });
+    } else if (e.event === 'done') result.counters = e.counters;
+    else if (e.event === 'error') failure = e.message;
+  }
+  const code = await exited;
+  try {
+    if (failure !== undefined || code !== 0) throw new Error(`DMA peer over ${scheme} failed: ${failure ?? `exit code ${code}`}`);
+    // What the timed writes left in host RAM must be exactly the pattern, chunk by chunk.
+    const want = patternChunk(0);
+    for (let i = 0; i < bytes / CHUNK; i++) {
+      stampChunk(want, i);
+      if (Buffer.compare(rc.ram.readBytes(BASE + i * CHUNK, CHUNK), want) !== 0) {
+        throw new Error(`DMA over ${scheme}: host RAM chunk ${i} differs from what the endpoint wrote`);
+      }
+    }
+  } finally {
+    await rc.close();
+  }
+  return result;
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+const mbs = (bps: number): string => (bps / 1e6).toFixed(0);
+const pad = (s: string | number, n: number): string => String(s).padStart(n);
+const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
+
+function printCodec(r: CodecResult): void {
+  console.log('\nTLP codec, in process: encodeTlpInto into a batch buffer, then decodeTlp');
+  console.log('  kind                      M TLP/s   ns each');
+  for (const k of r.kinds) console.log(`  ${k.name.padEnd(24)} ${pad((k.perSecond / 1e6).toFixed(2), 8)}  ${pad((1e9 / k.perSecond).toFixed(0), 8)}`);
+  console.log(`  ${'mix (all but the ECRC one)'.padEnd(24)} ${pad((r.mixPerSecond / 1e6).toFixed(2), 8)}  ${pad((1e9 / r.mixPerSecond).toFixed(0), 8)}`);
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const run = (what: string): boolean => o.only === undefined || o.only.has(what);
+  const bytes = o.mib * MiB;
+  const t0 = Date.now();
+  console.log(`tlpwire bench: node ${process.version}, ${cpus().length} CPUs, load average ${load()} (1/5/15 min)`);
+  console.log(`DMA: MPS 256 B, MRRS 512 B, ${o.mib} MiB per pass, median of ${o.reps} timed passes after a warm-up pass`);
+
+  const raws: number[] = [];
+  const raw = async (): Promise<void> => {
+    if (run('raw')) raws.push((await measureRawSocket(bytes)).bytesPerSecond);
+  };
+  await raw();
+  if (run('codec')) printCodec(await measureCodec());
+  const dma: { scheme: 'tcp' | 'ws'; r: DmaResult }[] = [];
+  for (const scheme of ['tcp', 'ws'] as const) {
+    if (!run(scheme)) continue;
+    dma.push({ scheme, r: await measureDma(scheme, bytes, o.reps) });
+    await raw();
+  }
+  if (raws.length === 1) await raw();
+
+  const base = raws.length > 0 ? median(raws) : NaN;
+  console.log(`\nraw socket baseline (256-byte records, 256 per 64 KiB write, two processes): ${mbs(base)} MB/s`);
+  console.log(`  runs: ${raws.map(mbs).join(', ')} MB/s; the median is the baseline`);
+  if (dma.length > 0) {
+    console.log('\nDMA between two processes (payload bytes; CPU = µs of CPU time per MiB moved)');
+    console.log('  transport  direction     MB/s   × raw   target   rc CPU   ep CPU   passes (MB/s)');
+    for (const { scheme, r } of dma) {
+      for (const dir of ['write', 'read'] as const) {
+        const passes = r[dir];
+        const bps = median(passes.map((p) => p.bytesPerSecond));
+        const ratio = bps / base;
+        console.log(
+          `  ${scheme.padEnd(9)}  ${dir.padEnd(9)} ${pad(mbs(bps), 8)}  ${pad(ratio.toFixed(2), 6)}   ≥ ${TARGET[dir].toFixed(1)}  ` +
+            `${pad(median(passes.map((p) => p.rcCpuUsPerMiB)).toFixed(0), 7)}  ${pad(median(passes.map((p) => p.epCpuUsPerMiB)).toFixed(0), 7)}   ` +
+            passes.map((p) => mbs(p.bytesPerSecond)).join(' '),
+        );
+      }
+    }
+    const tcp = dma.find((d) => d.scheme === 'tcp') ?? dma[0]!;
+    const verdict = (['write', 'read'] as const).map((dir) => {
+      const ratio = median(tcp.r[dir].map((p) => p.bytesPerSecond)) / base;
+      return `DMA ${dir} ${ratio.toFixed(2)} × raw (target ≥ ${TARGET[dir]}): ${ratio >= TARGET[dir] ? 'met' : 'NOT met'}`;
+    });
+    console.log(`\nverdict (${tcp.scheme}): ${verdict.join('; ')}`);
+  }
+  console.log(`load average now ${load()}; bench took ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+await main();

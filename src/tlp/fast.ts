@@ -1,0 +1,343 @@
+/**
+ * The wire side of the DMA fast paths. Bulk DMA is two kinds of TLP: memory writes, and the data
+ * completions of memory reads. Building a TLP object for each 256-byte piece, validating it,
+ * encoding it and, on the other side, decoding it into a new object costs several times what
+ * moving its bytes costs, so the transaction layer and the link move these two kinds here without
+ * TLP objects:
+ *
+ * - `encodeMemWriteInto` / `encodeCompletionDataInto` write the TLP straight from the data's own
+ *   buffer into the link's batch. The bytes are exactly what `encodeTlpInto` writes for the TLP
+ *   that `memWriteTlp` / `completionTlp` would build from the same arguments (the tests compare
+ *   them), and the fields are checked as those builders check them: the per-request fields once
+ *   (`checkMemWriteFields`, `checkCompletionFields`), the per-piece ones on every call.
+ * - `parseMemWrite` / `parseCompletionData` read a received MWr/MWr64 or CplD/CplDLk into a
+ *   reusable view. They accept exactly what `decodeTlp` accepts for these kinds, except that
+ *   they decline (return false) anything unusual — a digest, or anything decodeTlp would refuse —
+ *   so that the caller hands those to decodeTlp, which reports them as it always has.
+ */
+import { TlpwireError } from '../core/index.js';
+import { ADDRESS, BYTE_ENABLES, CPL_FIELDS, DW0, PCIE_LIMITS, TAG, TLP_FMT, TLP_SIZE, TLP_TYPE } from '../spec/index.js';
+
+const FOUR_GIB = 0x1_0000_0000;
+/** Header byte 0 of the kinds handled here. */
+export const BYTE0_MWR = (TLP_FMT.DATA_3DW << 5) | TLP_TYPE.MEM;
+export const BYTE0_MWR64 = (TLP_FMT.DATA_4DW << 5) | TLP_TYPE.MEM;
+export const BYTE0_CPLD = (TLP_FMT.DATA_3DW << 5) | TLP_TYPE.CPL;
+export const BYTE0_CPLDLK = (TLP_FMT.DATA_3DW << 5) | TLP_TYPE.CPL_LOCKED;
+
+function putU32(out: Uint8Array, o: number, v: number): void {
+  out[o] = v >>> 24;
+  out[o + 1] = (v >>> 16) & 0xff;
+  out[o + 2] = (v >>> 8) & 0xff;
+  out[o + 3] = v & 0xff;
+}
+
+function getU32(b: Uint8Array, o: number): number {
+  return (((b[o] as number) << 24) | ((b[o + 1] as number) << 16) | ((b[o + 2] as number) << 8) | (b[o + 3] as number)) >>> 0;
+}
+
+function fieldError(what: string, message: string, offset = 0): TlpwireError {
+  return new TlpwireError('ERR_TLP_FIELD', `${what}: ${message}`, { offset });
+}
+
+function isU(v: unknown, mask: number): boolean {
+  return ((v as number) & mask) === v;
+}
+
+/** DW0 attribute bits shared by both kinds (TC, IDO, TH, RO, NS); LN, TD, EP and AT are 0. */
+function attributeBits(tc: number, ido: boolean, th: boolean, ro: boolean, ns: boolean): number {
+  return (
+    (tc << DW0.TC_SHIFT) |
+    (ido ? 1 << DW0.IDO_SHIFT : 0) |
+    (th ? 1 << DW0.TH_SHIFT : 0) |
+    (ro ? 1 << DW0.RO_SHIFT : 0) |
+    (ns ? 1 << DW0.NS_SHIFT : 0)
+  );
+}
+
+// ------------------------------------------------------------------------------------------------
+// memory writes
+
+/** The fields of a requester's DMA write that are the same for all its TLPs (memWriteTlp's options). */
+export interface MemWriteFields {
+  requesterId: number;
+  tc: number;
+  ro: boolean;
+  ns: boolean;
+  ido: boolean;
+  th: boolean;
+}
+
+/** Throws the ERR_TLP_FIELD that memWriteTlp would throw for these fields. */
+export function checkMemWriteFields(f: MemWriteFields): void {
+  if (!isU(f.requesterId, 0xffff)) throw fieldError('MWr', `requesterId must be an integer 0..65535, got ${String(f.requesterId)}`, 4);
+  if (!isU(f.tc, 0x7)) throw fieldError('MWr', `tc must be an integer 0..7, got ${String(f.tc)}`, 1);
+  for (const k of ['ro', 'ns', 'ido', 'th'] as const) {
+    if (typeof f[k] !== 'boolean') throw fieldError('MWr', `${k} must be a boolean, got ${String(f[k])}`, 1);
+  }
+}
+
+/**
+ * The MWr (below 4 GiB) or MWr64 that writes src[srcOffset, srcOffset + length) at `address`,
+ * into `out` at `offset`; returns its size. Whole DWs only: `address` and `length` multiples of
+ * 4, 4..4096 bytes, not crossing 4 KiB (memWriteTlp handles the rest, with byte enables). Tag 0,
+ * PH 0, no digest, as memWriteTlp makes them by default.
+ */
+export function encodeMemWriteInto(
+  out: Uint8Array,
+  offset: number,
+  f: MemWriteFields,
+  address: number,
+  src: Uint8Array,
+  srcOffset: number,
+  length: number,
+): number {
+  if (!(Number.isSafeInteger(address) && address >= 0 && (address & 3) === 0 && (length & 3) === 0 && length >= 4 && length <= PCIE_LIMITS.PAGE_4K)) {
+    throw fieldError('MWr', `the fast path writes whole DWs (4..4096 bytes at a DW-aligned address), got ${length} bytes at ${address}`);
+  }
+  if ((address & ADDRESS.PAGE_OFFSET_MASK) + length > PCIE_LIMITS.PAGE_4K) {
+    throw new TlpwireError('ERR_TLP_4K_CROSSING', `MWr: ${length} bytes at ${address} cross a 4-KB boundary (§2.2.7.1)`, { offset: 8 });
+  }
+  if (!(srcOffset >= 0 && srcOffset + length <= src.length)) throw fieldError('MWr', `source range ${srcOffset}+${length} is outside its ${src.length}-byte buffer`);
+  const wide = address >= FOUR_GIB;
+  const hdr = wide ? TLP_SIZE.HEADER_4DW : TLP_SIZE.HEADER_3DW;
+  if (!(offset >= 0 && offset + hdr + length <= out.length)) {
+    throw new TlpwireError('ERR_TLP_TRUNCATED', `output buffer too small: MWr needs ${hdr + length} bytes at offset ${offset}, buffer is ${out.length}`, { offset: out.length });
+  }
+  const lengthDw = length >>> 2;
+  putU32(
+    out,
+    offset,
+    (((wide ? TLP_FMT.DATA_4DW : TLP_FMT.DATA_3DW) << DW0.FMT_SHIFT) |
+      (TLP_TYPE.MEM << DW0.TYPE_SHIFT) |
+      attributeBits(f.tc, f.ido, f.th, f.ro, f.ns) |
+      (lengthDw & DW0.LENGTH_MASK)) >>>
+      0,
+  );
+  // Tag 0; whole DWs: First DW BE 1111b, Last DW BE 1111b (0000b for a single DW).
+  putU32(out, offset + 4, ((f.requesterId << 16) | ((lengthDw === 1 ? 0 : 0xf) << BYTE_ENABLES.LAST_SHIFT) | 0xf) >>> 0);
+  if (wide) {
+    putU32(out, offset + 8, Math.floor(address / FOUR_GIB));
+    putU32(out, offset + 12, address >>> 0);
+  } else {
+    putU32(out, offset + 8, address);
+  }
+  out.set(srcOffset === 0 && length === src.length ? src : src.subarray(srcOffset, srcOffset + length), offset + hdr);
+  return hdr + length;
+}
+
+/** A received MWr/MWr64, as parseMemWrite reads it; only valid until the next parse into it. */
+export class MemWriteView {
+  wide = false;
+  requesterId = 0;
+  tag = 0;
+  tc = 0;
+  ido = false;
+  ro = false;
+  ns = false;
+  ln = false;
+  th = false;
+  ep = false;
+  at = 0;
+  lengthDw = 0;
+  firstBe = 0;
+  lastBe = 0;
+  addressHi = 0;
+  addressLo = 0;
+  ph = 0;
+  /** Where the payload is in the parsed bytes, and its size (lengthDw × 4). */
+  dataOffset = 0;
+  dataLength = 0;
+}
+
+const FIRST_BE_CONTIGUOUS = beTable(BYTE_ENABLES.FIRST_CONTIGUOUS);
+const LAST_BE_CONTIGUOUS = beTable(BYTE_ENABLES.LAST_CONTIGUOUS);
+
+function beTable(values: readonly number[]): Uint8Array {
+  const t = new Uint8Array(16);
+  for (const v of values) t[v] = 1;
+  return t;
+}
+
+/**
+ * Reads the MWr or MWr64 at bytes[offset, offset + length) into `v` and returns true, if
+ * decodeTlp would accept it and it has no digest; false for anything else (nothing to report:
+ * decodeTlp does that).
+ */
+export function parseMemWrite(bytes: Uint8Array, offset: number, length: number, v: MemWriteView): boolean {
+  if (length < TLP_SIZE.HEADER_3DW) return false;
+  const b0 = bytes[offset] as number;
+  const wide = b0 === BYTE0_MWR64;
+  if (!wide && b0 !== BYTE0_MWR) return false;
+  const hdr = wide ? TLP_SIZE.HEADER_4DW : TLP_SIZE.HEADER_3DW;
+  const w0 = getU32(bytes, offset);
+  if ((w0 & (1 << DW0.TD_SHIFT)) !== 0) return false; // the ECRC is decodeTlp's to check
+  const lengthDw = w0 & DW0.LENGTH_MASK || TLP_SIZE.LENGTH_FIELD_ZERO_DW;
+  if (length !== hdr + lengthDw * 4) return false;
+  const w1 = getU32(bytes, offset + 4);
+  const firstBe = w1 & 0xf;
+  const lastBe = (w1 >>> 4) & 0xf;
+  const last = getU32(bytes, offset + (wide ? 12 : 8));
+  const addressLo = (last & ADDRESS.DW_ALIGN_MASK) >>> 0;
+  // §2.2.5.1 byte enables and §2.2.7.1 4 KB, as checkSemantics applies them to a write.
+  if (lengthDw === 1) {
+    if (lastBe !== 0) return false;
+  } else {
+    if (firstBe === 0 || lastBe === 0) return false;
+    if (!(lengthDw === 2 && (addressLo & ADDRESS.QW_BIT) === 0) && (FIRST_BE_CONTIGUOUS[firstBe] === 0 || LAST_BE_CONTIGUOUS[lastBe] === 0)) return false;
+  }
+  if ((addressLo & ADDRESS.PAGE_OFFSET_MASK) + lengthDw * 4 > PCIE_LIMITS.PAGE_4K) return false;
+  v.wide = wide;
+  v.requesterId = w1 >>> 16;
+  v.tag = (((w0 >>> DW0.T9_SHIFT) & 1) << TAG.T9_TAG_BIT) | (((w0 >>> DW0.T8_SHIFT) & 1) << TAG.T8_TAG_BIT) | ((w1 >>> 8) & 0xff);
+  v.tc = (w0 >>> DW0.TC_SHIFT) & DW0.TC_MASK;
+  v.ido = (w0 & (1 << DW0.IDO_SHIFT)) !== 0;
+  v.ro = (w0 & (1 << DW0.RO_SHIFT)) !== 0;
+  v.ns = (w0 & (1 << DW0.NS_SHIFT)) !== 0;
+  v.ln = (w0 & (1 << DW0.LN_SHIFT)) !== 0;
+  v.th = (w0 & (1 << DW0.TH_SHIFT)) !== 0;
+  v.ep = (w0 & (1 << DW0.EP_SHIFT)) !== 0;
+  v.at = (w0 >>> DW0.AT_SHIFT) & DW0.AT_MASK;
+  v.lengthDw = lengthDw;
+  v.firstBe = firstBe;
+  v.lastBe = lastBe;
+  v.addressHi = wide ? getU32(bytes, offset + 8) : 0;
+  v.addressLo = addressLo;
+  v.ph = last & ADDRESS.PH_MASK;
+  v.dataOffset = offset + hdr;
+  v.dataLength = lengthDw * 4;
+  return true;
+}
+
+// ------------------------------------------------------------------------------------------------
+// read completions
+
+/** The fields of a read's completions that are the same for all of them (completionTlp's options). */
+export interface CompletionFields {
+  completerId: number;
+  requesterId: number;
+  tag: number;
+  tc: number;
+  ro: boolean;
+  ns: boolean;
+  ido: boolean;
+  /** CplDLk (for a locked read) instead of CplD. */
+  locked: boolean;
+}
+
+/** Throws the ERR_TLP_FIELD that completionTlp would throw for these fields. */
+export function checkCompletionFields(f: CompletionFields): void {
+  if (!isU(f.completerId, 0xffff)) throw fieldError('CplD', `completerId must be an integer 0..65535, got ${String(f.completerId)}`, 4);
+  if (!isU(f.requesterId, 0xffff)) throw fieldError('CplD', `requesterId must be an integer 0..65535, got ${String(f.requesterId)}`, 8);
+  if (!isU(f.tag, TAG.MAX_10BIT)) throw fieldError('CplD', `tag must be an integer 0..${TAG.MAX_10BIT}, got ${String(f.tag)}`, 10);
+  if (!isU(f.tc, 0x7)) throw fieldError('CplD', `tc must be an integer 0..7, got ${String(f.tc)}`, 1);
+  for (const k of ['ro', 'ns', 'ido', 'locked'] as const) {
+    if (typeof f[k] !== 'boolean') throw fieldError('CplD', `${k} must be a boolean, got ${String(f[k])}`, 1);
+  }
+}
+
+/**
+ * A successful CplD (CplDLk when locked) carrying `bytes` bytes of src from `srcOffset`, placed
+ * `lead` bytes into its first DW (the read's first byte sits at that offset in its DW), into
+ * `out` at `offset`; returns its size. The padding before and after is zero, as completionsFor
+ * makes it. `byteCount` is the bytes still owed including these, `lowerAddress` the low 7 bits of
+ * the first byte's address.
+ */
+export function encodeCompletionDataInto(
+  out: Uint8Array,
+  offset: number,
+  f: CompletionFields,
+  byteCount: number,
+  lowerAddress: number,
+  src: Uint8Array,
+  srcOffset: number,
+  lead: number,
+  bytes: number,
+): number {
+  const payload = (lead + bytes + 3) & ~3;
+  if (!(bytes >= 1 && isU(lead, 3) && payload <= PCIE_LIMITS.MAX_LENGTH_DW * 4)) throw fieldError('CplD', `cannot carry ${bytes} bytes at offset ${lead} of a DW`, 2);
+  if (!(isU(byteCount, 0x1fff) && byteCount >= 1 && byteCount <= CPL_FIELDS.BYTE_COUNT_ZERO)) throw fieldError('CplD', `byteCount must be 1..4096, got ${byteCount}`, 6);
+  if (!isU(lowerAddress, CPL_FIELDS.LOWER_ADDRESS_MASK)) throw fieldError('CplD', `lowerAddress must be an integer 0..127, got ${lowerAddress}`, 11);
+  if (!(srcOffset >= 0 && srcOffset + bytes <= src.length)) throw fieldError('CplD', `source range ${srcOffset}+${bytes} is outside its ${src.length}-byte buffer`);
+  const total = TLP_SIZE.HEADER_3DW + payload;
+  if (!(offset >= 0 && offset + total <= out.length)) {
+    throw new TlpwireError('ERR_TLP_TRUNCATED', `output buffer too small: CplD needs ${total} bytes at offset ${offset}, buffer is ${out.length}`, { offset: out.length });
+  }
+  const tag = f.tag;
+  putU32(
+    out,
+    offset,
+    ((TLP_FMT.DATA_3DW << DW0.FMT_SHIFT) |
+      ((f.locked ? TLP_TYPE.CPL_LOCKED : TLP_TYPE.CPL) << DW0.TYPE_SHIFT) |
+      (((tag >>> 9) & 1) << DW0.T9_SHIFT) |
+      (((tag >>> 8) & 1) << DW0.T8_SHIFT) |
+      attributeBits(f.tc, f.ido, false, f.ro, f.ns) |
+      ((payload >>> 2) & DW0.LENGTH_MASK)) >>>
+      0,
+  );
+  // Status SC (000b), BCM 0.
+  putU32(out, offset + 4, ((f.completerId << 16) | (byteCount & CPL_FIELDS.BYTE_COUNT_MASK)) >>> 0);
+  putU32(out, offset + 8, ((f.requesterId << 16) | ((tag & 0xff) << 8) | lowerAddress) >>> 0);
+  const at = offset + TLP_SIZE.HEADER_3DW;
+  if (lead !== 0) out.fill(0, at, at + lead);
+  out.set(srcOffset === 0 && bytes === src.length ? src : src.subarray(srcOffset, srcOffset + bytes), at + lead);
+  if (lead + bytes !== payload) out.fill(0, at + lead + bytes, at + payload);
+  return total;
+}
+
+/** A received CplD/CplDLk, as parseCompletionData reads it; only valid until the next parse into it. */
+export class CompletionView {
+  locked = false;
+  completerId = 0;
+  /** Completion Status code (0 SC, 1 UR, 2 CRS, 4 CA). */
+  status = 0;
+  bcm = false;
+  byteCount = 0;
+  requesterId = 0;
+  tag = 0;
+  lowerAddress = 0;
+  tc = 0;
+  ido = false;
+  ro = false;
+  ns = false;
+  ep = false;
+  lengthDw = 0;
+  dataOffset = 0;
+  dataLength = 0;
+}
+
+/**
+ * Reads the CplD or CplDLk at bytes[offset, offset + length) into `v` and returns true, if
+ * decodeTlp would accept it and it has no digest; false for anything else.
+ */
+export function parseCompletionData(bytes: Uint8Array, offset: number, length: number, v: CompletionView): boolean {
+  if (length < TLP_SIZE.HEADER_3DW) return false;
+  const b0 = bytes[offset] as number;
+  const locked = b0 === BYTE0_CPLDLK;
+  if (!locked && b0 !== BYTE0_CPLD) return false;
+  const w0 = getU32(bytes, offset);
+  if ((w0 & (1 << DW0.TD_SHIFT)) !== 0) return false;
+  const lengthDw = w0 & DW0.LENGTH_MASK || TLP_SIZE.LENGTH_FIELD_ZERO_DW;
+  if (length !== TLP_SIZE.HEADER_3DW + lengthDw * 4) return false;
+  const w1 = getU32(bytes, offset + 4);
+  const status = (w1 >>> CPL_FIELDS.STATUS_SHIFT) & CPL_FIELDS.STATUS_MASK;
+  if (status !== 0 && status !== 1 && status !== 2 && status !== 4) return false; // Reserved (decodeTlp refuses it)
+  const w2 = getU32(bytes, offset + 8);
+  v.locked = locked;
+  v.completerId = w1 >>> 16;
+  v.status = status;
+  v.bcm = (w1 & (1 << CPL_FIELDS.BCM_SHIFT)) !== 0;
+  v.byteCount = w1 & CPL_FIELDS.BYTE_COUNT_MASK || CPL_FIELDS.BYTE_COUNT_ZERO;
+  v.requesterId = w2 >>> 16;
+  v.tag = (((w0 >>> DW0.T9_SHIFT) & 1) << TAG.T9_TAG_BIT) | (((w0 >>> DW0.T8_SHIFT) & 1) << TAG.T8_TAG_BIT) | ((w2 >>> 8) & 0xff);
+  v.lowerAddress = w2 & CPL_FIELDS.LOWER_ADDRESS_MASK;
+  v.tc = (w0 >>> DW0.TC_SHIFT) & DW0.TC_MASK;
+  v.ido = (w0 & (1 << DW0.IDO_SHIFT)) !== 0;
+  v.ro = (w0 & (1 << DW0.RO_SHIFT)) !== 0;
+  v.ns = (w0 & (1 << DW0.NS_SHIFT)) !== 0;
+  v.ep = (w0 & (1 << DW0.EP_SHIFT)) !== 0;
+  v.lengthDw = lengthDw;
+  v.dataOffset = offset + TLP_SIZE.HEADER_3DW;
+  v.dataLength = lengthDw * 4;
+  return true;
+}
