@@ -2,6 +2,11 @@ import { Command, CommanderError } from 'commander';
 import { TlpwireError, errorMessage } from '../core/index.js';
 import { processIo, type CliIo } from './io.js';
 import { registerTlpCommands } from './tlp-command.js';
+import { registerRcCommands } from './rc-command.js';
+import { registerEpCommands } from './ep-command.js';
+import { registerLinktestCommands } from './linktest-command.js';
+import { registerDemoCommands } from './demo-command.js';
+import { registerLitmusCommands } from './litmus-command.js';
 
 /** Exit codes: 0 ok, 1 the job failed, 2 usage errors (bad flags, bad input). */
 export const EXIT_OK = 0;
@@ -30,6 +35,11 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     code = c;
   };
   registerTlpCommands(program, io, setCode);
+  registerRcCommands(program, io, setCode);
+  registerEpCommands(program, io, setCode);
+  registerLinktestCommands(program, io, setCode);
+  registerDemoCommands(program, io, setCode);
+  registerLitmusCommands(program, io, setCode);
 
   try {
     await program.parseAsync(argv as string[], { from: 'user' });

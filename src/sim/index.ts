@@ -1,2 +1,3 @@
 export * from './virtual-clock.js';
 export { SeededRng } from '../core/index.js';
+export * from './litmus/index.js';

@@ -43,7 +43,15 @@ export interface SplitRingDriverOptions {
   indirectAllocator?: IndirectAllocator;
   /** Called when a barrier site runs (for counting and ablation reports). */
   onBarrier?: (site: BarrierSite) => void;
+  /**
+   * Called per buffer added (len: its readable + writable bytes) and per buffer taken back
+   * (len: the used length), for stress-run traces and ring-operation counts.
+   */
+  onRingOp?: (op: DriverRingOp, head: number, len: number) => void;
 }
+
+/** A driver-side ring operation, for traces and counts. */
+export type DriverRingOp = 'add' | 'get';
 
 export interface UsedBuffer<T> {
   token: T;
@@ -125,6 +133,8 @@ export class SplitRingDriver<T> {
     let used: number;
     let writable = 0;
     for (const sg of inp) writable += sg.len;
+    let readable = 0;
+    for (const sg of out) readable += sg.len;
 
     const indirect = this.opts.indirect && total > 1 && this.opts.indirectAllocator !== undefined;
     // An indirect chain needs one ring descriptor: with none free, wait for room.
@@ -172,6 +182,7 @@ export class SplitRingDriver<T> {
     this.availIdxShadow = u16Add(this.availIdxShadow, 1);
     mem.write16(avail + VIRTQ_AVAIL_OFF.IDX, this.availIdxShadow);
     this.numAdded++;
+    this.opts.onRingOp?.('add', head, readable + writable);
     return true;
   }
 
@@ -219,6 +230,7 @@ export class SplitRingDriver<T> {
     const token = this.tokens[id] as T;
     this.detach(id);
     this.lastUsedIdx = u16Add(this.lastUsedIdx, 1);
+    this.opts.onRingOp?.('get', id, len);
     if (this.opts.eventIdx && (this.availFlagsShadow & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0) {
       mem.write16(this.layout.avail.cpu + usedEventOffset(this.size), this.lastUsedIdx);
       this.barrier('driver.get.mb-after-used-event');

@@ -1,0 +1,3 @@
+export * from './trace.js';
+export * from './fabric.js';
+export * from './stress-run.js';
