@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { type CpuBarrierKind, type DeviceBarrierKind, type MemoryPlatform } from '../../src/memory/index.js';
-import { le32, readLe32 } from './fabric.js';
+import { le32, readLe32 } from '../../src/sim/index.js';
 import { DATA, DOORBELL_REG, FLAG, MSIX_ADDR, STATUS_REG, runLitmus } from './litmus-env.js';
 
 type Observation = 'Never' | 'Sometimes';

@@ -56,14 +56,14 @@ function mpHostToDevice(hb: HostBarrier, rmb: boolean): LitmusTest {
     device: async (d: LitmusDevice) => {
       // The device polls, as it polls avail.idx. In each poll neither read waits for the other:
       // only the barrier keeps the data read after the flag read.
-      for (let left = DEVICE_POLLS; ; left--) {
+      for (let poll = 1; ; poll++) {
         const flagRead = d.read('flag');
         if (rmb) void d.barrier('rmb');
         const dataRead = d.read('data');
         const flag = await flagRead;
         d.set('flag', flag);
         d.set('data', await dataRead);
-        if (flag === 1 || left === 0) return;
+        if (flag === 1 || poll === DEVICE_POLLS) return;
         await d.delay(d.random(DEVICE_POLL_INTERVAL_NS));
       }
     },
@@ -88,10 +88,10 @@ function mpHostToDeviceAwait(rmb: boolean): LitmusTest {
     },
     device: async (d: LitmusDevice) => {
       // Poll the flag until it is set (a read-ahead may go with each poll), then read data.
-      for (let left = DEVICE_POLLS; ; left--) {
+      for (let poll = 1; ; poll++) {
         const flag = await d.read('flag');
         d.set('flag', flag);
-        if (flag === 1 || left === 0) break;
+        if (flag === 1 || poll === DEVICE_POLLS) break;
         await d.delay(d.random(DEVICE_POLL_INTERVAL_NS));
       }
       if (rmb) await d.barrier('rmb');
@@ -107,13 +107,13 @@ function mpHostToDeviceAwait(rmb: boolean): LitmusTest {
 
 /** The host polls flag (then data) a few times, as a driver's poll loop does; the last poll counts. */
 async function pollFlagThenData(h: LitmusHost, b: HostBarrier, polls: number, intervalNs: number): Promise<void> {
-  for (let left = polls; ; left--) {
+  for (let poll = 1; ; poll++) {
     const flag = h.read('flag');
     h.barrier(b);
     const data = h.read('data');
     h.set('flag', flag);
     h.set('data', data);
-    if (flag === 1 || left === 0) return;
+    if (flag === 1 || poll === polls) return;
     await h.delay(h.random(intervalNs));
   }
 }
