@@ -22,6 +22,11 @@ export interface DemoOptions {
   /** The children's log level. */
   logLevel: string;
   throughputBytes: number;
+  /** Checked frames through the virtio-net card (0: none). */
+  frames: number;
+  /** Extra flags for the endpoint and the root complex (e.g. --order-platform off). */
+  epArgs?: readonly string[];
+  rcArgs?: readonly string[];
   /** How to start `tlpwire` again: the program and the arguments before the subcommand. */
   self: { command: string; args: readonly string[] };
 }
@@ -116,7 +121,7 @@ export async function runDemo(o: DemoOptions, io: CliIo): Promise<number> {
     const listening = new Promise<string>((resolve) => {
       announce = resolve;
     });
-    const ep = start('ep', o.self, ['ep', '--listen', listenUrl, '--once', ...o.functions.flatMap((f) => ['--function', f]), ...common], io, (line) => {
+    const ep = start('ep', o.self, ['ep', '--listen', listenUrl, '--once', ...o.functions.flatMap((f) => ['--function', f]), ...(o.epArgs ?? []), ...common], io, (line) => {
       const m = /^listening on (\S+)/.exec(line);
       if (m !== null) announce(m[1]!);
     });
@@ -138,7 +143,20 @@ export async function runDemo(o: DemoOptions, io: CliIo): Promise<number> {
     const rc = start(
       'rc',
       o.self,
-      ['rc', '--connect', url, '--retry', '5', '--linktest', '--once', '--throughput-bytes', String(o.throughputBytes), ...common],
+      [
+        'rc',
+        '--connect',
+        url,
+        '--retry',
+        '5',
+        ...(o.functions.some((f) => f.startsWith('linktest')) ? ['--linktest'] : []),
+        '--once',
+        '--throughput-bytes',
+        String(o.throughputBytes),
+        ...(o.frames > 0 && o.functions.some((f) => f.startsWith('virtio-net')) ? ['--traffic', String(o.frames)] : []),
+        ...(o.rcArgs ?? []),
+        ...common,
+      ],
       io,
       (line) => io.out(`${line}\n`),
     );
@@ -156,7 +174,9 @@ export async function runDemo(o: DemoOptions, io: CliIo): Promise<number> {
     const epExit = await Promise.race([ep.exited, new Promise<number>((r) => setTimeout(() => r(-1), 5000).unref())]);
     if (epExit === -1) await stopChild(ep);
     if (outcome.exit === 0) {
-      io.out('\ntlpwire demo: enumeration and every link test passed\n');
+      const virtio = o.functions.some((f) => f.startsWith('virtio-net'));
+      const linktest = o.functions.some((f) => f.startsWith('linktest'));
+      io.out(`\ntlpwire demo: enumeration${virtio ? ', virtio-net traffic' : ''}${linktest ? ' and every link test' : ''} passed\n`);
       return 0;
     }
     io.err(`tlpwire demo: the root complex exited with code ${outcome.exit}\n`);
@@ -184,14 +204,20 @@ Examples:
 export function registerDemoCommands(program: Command, io: CliIo, setCode: (c: number) => void): void {
   program
     .command('demo')
-    .description('run an endpoint and a root complex as two processes on loopback: enumerate, link-test, exit')
+    .description('run an endpoint and a root complex as two processes on loopback: enumerate, negotiate virtio-net, send traffic, link-test, exit')
     .option('--transport <kind>', 'ws, tcp or unix', 'ws')
-    .option('--function <kind>', 'a function for the endpoint (repeatable; default linktest)', collect)
+    .option('--function <kind>', 'a function for the endpoint (repeatable; default virtio-net and linktest)', collect)
+    .option('--frames <n>', 'checked frames through the virtio-net card and back', '3000')
+    .option('--order-platform <on|off>', 'whether the card offers ORDER_PLATFORM (off: the driver falls back to weak barriers)')
     .option('--timeout <duration>', 'give up (and stop both processes) after this long', '120s')
     .option('--throughput-bytes <size>', 'bytes of the throughput transfer in each direction', '16M')
     .option('--log-level <level>', "the children's log level", 'warn')
     .addHelpText('after', DEMO_HELP)
-    .action(async (f: { transport: string; function?: string[]; timeout: string; throughputBytes: string; logLevel: string }) => {
+    .action(async (f: { transport: string; function?: string[]; timeout: string; throughputBytes: string; logLevel: string; frames: string; orderPlatform?: string }) => {
+      if (!/^\d+$/.test(f.frames)) throw new TlpwireError('ERR_USAGE', `--frames: expected a number, got ${JSON.stringify(f.frames)}`);
+      if (f.orderPlatform !== undefined && f.orderPlatform !== 'on' && f.orderPlatform !== 'off') {
+        throw new TlpwireError('ERR_USAGE', `--order-platform: expected on or off, got ${JSON.stringify(f.orderPlatform)}`);
+      }
       if (f.transport !== 'ws' && f.transport !== 'tcp' && f.transport !== 'unix') {
         throw new TlpwireError('ERR_USAGE', `--transport: expected ws, tcp or unix, got ${JSON.stringify(f.transport)}`);
       }
@@ -202,7 +228,9 @@ export function registerDemoCommands(program: Command, io: CliIo, setCode: (c: n
           {
             transport: f.transport,
             timeoutNs: parseDuration(f.timeout, '--timeout'),
-            functions: f.function ?? ['linktest'],
+            functions: f.function ?? ['virtio-net', 'linktest'],
+            frames: Number(f.frames),
+            ...(f.orderPlatform === undefined ? {} : { epArgs: ['--order-platform', f.orderPlatform] }),
             logLevel: parseLogLevel(f.logLevel),
             throughputBytes: parseSize(f.throughputBytes, '--throughput-bytes'),
             // Start the children exactly as this process was started (bin/tlpwire, or tsx in tests).

@@ -18,6 +18,7 @@ import type { CliIo } from './io.js';
 import { createCliLogger, type LogFormat } from './logger.js';
 import { collect, parseDuration, parseLogLevel, parseRetry, parseSize, parseUrl, parseWindow } from './options.js';
 import { supervise } from './supervise.js';
+import { virtioNetFunctionDriver, type VirtioNetRcOptions } from '../roles/index.js';
 
 /** The flags `tlpwire rc` (and `tlpwire linktest`) take, as commander hands them over. */
 export interface RcFlags {
@@ -40,11 +41,17 @@ export interface RcFlags {
   exitAfter?: string;
   logLevel: string;
   logFormat: string;
+  hostPlatform?: string;
+  driverBarriers?: string;
+  iommu?: string;
+  traffic?: string;
+  trafficWindow?: string;
 }
 
 /** What the rc command runs: the roles options without clock/rng/logger, plus CLI-only settings. */
 export interface RcCommandOptions {
   run: Omit<RootComplexRunOptions, 'clock' | 'rng' | 'logger'>;
+  virtioNet: VirtioNetRcOptions;
   exitAfterNs?: number;
   logLevel: ReturnType<typeof parseLogLevel>;
   logFormat: LogFormat;
@@ -75,7 +82,12 @@ export function addRcFlags(cmd: Command): Command {
       .option('--throughput-bytes <size>', 'link test: bytes of the throughput transfer in each direction (0 skips it)', '16M')
       .option('--mmio-window <window>', 'where BARs go: BASE+SIZE or BASE-LIMIT', '0xc0000000-0xfec00000')
       .option('--mmio64-window [window]', 'put prefetchable 64-bit BARs above 4 GiB (default window 0x4000000000+256G)')
-      .option('--mrrs <size>', 'Max_Read_Request_Size to program in functions', '512'),
+      .option('--mrrs <size>', 'Max_Read_Request_Size to program in functions', '512')
+      .option('--host-platform <tso|weak>', "virtio-net: the host CPU's memory model as the device sees it (default weak)")
+      .option('--driver-barriers <auto|weak|strict>', 'virtio-net: auto follows ORDER_PLATFORM as Linux does; weak/strict emulate a driver that ignores it (default auto)')
+      .option('--iommu <on|off|passthrough>', 'virtio-net: translate DMA of devices that use ACCESS_PLATFORM (default on)')
+      .option('--traffic <frames>', 'virtio-net: send this many checked frames through the card and back, then report')
+      .option('--traffic-window <frames>', 'virtio-net: frames in flight during --traffic (default 64)'),
   );
 }
 
@@ -118,8 +130,27 @@ export function rcOptionsFromFlags(f: RcFlags, forceLinktest = false): RcCommand
     ...(f.dumpConfig === undefined ? {} : { dumpConfigPath: f.dumpConfig }),
   };
   if (run.memoryBytes < 1 << 20) throw usageError(`--memory: host RAM must be at least 1M, got ${f.memory}`);
+  const pick = <T extends string>(flag: string, v: string | undefined, allowed: readonly T[]): T | undefined => {
+    if (v === undefined) return undefined;
+    if (!(allowed as readonly string[]).includes(v)) throw usageError(`--${flag}: expected ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+    return v as T;
+  };
+  const hostPlatform = pick('host-platform', f.hostPlatform, ['tso', 'weak'] as const);
+  const driverBarriers = pick('driver-barriers', f.driverBarriers, ['auto', 'weak', 'strict'] as const);
+  const iommu = pick('iommu', f.iommu, ['on', 'off', 'passthrough'] as const);
+  const frames = f.traffic === undefined ? 0 : Number(f.traffic);
+  if (!Number.isInteger(frames) || frames < 0) throw usageError(`--traffic: expected a number of frames, got ${JSON.stringify(f.traffic)}`);
+  const window = f.trafficWindow === undefined ? 64 : Number(f.trafficWindow);
+  if (!Number.isInteger(window) || window < 1 || window > 4096) throw usageError(`--traffic-window: expected 1..4096, got ${JSON.stringify(f.trafficWindow)}`);
+  const virtioNet: VirtioNetRcOptions = {
+    ...(hostPlatform === undefined ? {} : { hostPlatform }),
+    ...(driverBarriers === undefined ? {} : { driverBarriers }),
+    ...(iommu === undefined ? {} : { iommu }),
+    ...(frames > 0 ? { traffic: { frames, window } } : {}),
+  };
   return {
     run,
+    virtioNet,
     logLevel: parseLogLevel(f.logLevel),
     logFormat: f.logFormat as LogFormat,
     ...(f.exitAfter === undefined ? {} : { exitAfterNs: parseDuration(f.exitAfter, '--exit-after') }),
@@ -136,6 +167,7 @@ export async function runRcCommand(o: RcCommandOptions, io: CliIo, name = 'rc', 
   const log = logger ?? createCliLogger({ level: o.logLevel, io, format: o.logFormat, bindings: { process: name } });
   const handle = await runRootComplex({
     ...o.run,
+    drivers: [...(o.run.drivers ?? []), virtioNetFunctionDriver({ ...o.virtioNet, out: (line) => io.out(`${line}\n`) })],
     clock: new RealClock(),
     rng: realRng(),
     logger: log,
@@ -157,6 +189,7 @@ Examples:
   $ tlpwire rc --listen ws://0.0.0.0:5301                       # wait for endpoints
   $ tlpwire rc --listen ws://0.0.0.0:5301 --linktest --once     # test the first endpoint, exit 0 if all pass
   $ tlpwire rc --connect tcp://10.0.0.2:5301 --retry --dump-config cfg.txt
+  $ tlpwire rc --listen ws://0.0.0.0:5301 --traffic 5000 --once # virtio-net: features, barriers, traffic report
   $ lspci -F cfg.txt -vvv -nn                                   # decode the dump with pciutils
 
 Each endpoint that connects gets its own root port and bus (01, 02, ...); the rc enumerates it

@@ -22,6 +22,7 @@ import {
 } from '../pci/index.js';
 import { PCI_EPF_TEST_HOWTO_IDS, PCI_MSIX_MAX_VECTORS } from '../spec/index.js';
 import type { Endpoint } from './endpoint.js';
+import type { NetBackend } from '../net/index.js';
 
 /** One `--function` value: a kind and its `key=value` parameters. */
 export interface FunctionSpec {
@@ -41,6 +42,8 @@ export interface FunctionBuildContext {
   logger: Logger;
   /** A Device Serial Number unique to this function of this process. */
   serialNumber: bigint;
+  /** A network backend opened for this function beforehand (tap:, udp:, with --pcap). */
+  netBackend?: NetBackend;
 }
 
 /** A function as the endpoint hosts it. */
@@ -73,6 +76,8 @@ export interface BuildDeviceOptions {
   logger?: Logger;
   /** Serial numbers are base + function number. Default: "tlpw" in ASCII in the upper half. */
   serialBase?: bigint;
+  /** Backends opened beforehand, by function number. */
+  netBackends?: ReadonlyMap<number, NetBackend>;
 }
 
 export interface BuiltDevice {
@@ -110,6 +115,7 @@ export function buildDevice(specs: readonly FunctionSpec[], options: BuildDevice
       rng: options.rng,
       logger: log.child({ fn: n, kind: spec.kind }),
       serialNumber: (options.serialBase ?? DEFAULT_SERIAL_BASE) + BigInt(n),
+      ...(options.netBackends?.get(n) === undefined ? {} : { netBackend: options.netBackends.get(n)! }),
     });
   });
   return {

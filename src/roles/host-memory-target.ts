@@ -63,6 +63,11 @@ export class HostMemoryTarget implements CompleterTarget {
     return this.slab.subarray(at, at + length);
   }
 
+  /** read() into the caller's buffer (the completer's fast path). */
+  readInto(address: number, dst: Uint8Array, dstOffset: number, length: number, requesterId: number): void {
+    this.iommu.dmaRead(requesterId, address, dst, dstOffset, length);
+  }
+
   /** write() from the link's receive buffer: whole DWs go to RAM with no view made of them. */
   writeFrom(address: number, src: Uint8Array, srcOffset: number, length: number, firstBe: number, lastBe: number, requesterId: number): void {
     if (firstBe === 0xf && (lastBe === 0xf || (lastBe === 0 && length === 4))) {

@@ -15,3 +15,5 @@ export * from './virtio-net-card.js';
 export * from './virtio-net-host.js';
 export * from './sim-system.js';
 export * from './net-traffic.js';
+export * from './virtio-net-function.js';
+export * from './virtio-net-rc-driver.js';

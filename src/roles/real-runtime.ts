@@ -8,7 +8,13 @@ export class RealClock implements Clock {
   }
 
   setTimer(delayNs: number, fn: () => void): TimerHandle {
-    const t = setTimeout(fn, Math.max(0, delayNs / 1e6));
+    // Node's timers have millisecond granularity: a sub-millisecond delay (the memory models'
+    // store-buffer and write-buffer residence) runs on the next turn of the event loop instead.
+    if (delayNs < 1_000_000) {
+      const im = setImmediate(fn);
+      return { cancel: () => clearImmediate(im) };
+    }
+    const t = setTimeout(fn, delayNs / 1e6);
     t.unref?.();
     return { cancel: () => clearTimeout(t) };
   }

@@ -6,6 +6,7 @@ import { TlpwireError, silentLogger, type Clock, type Logger, type Rng } from '.
 import type { TransactionConfig } from '../transaction/index.js';
 import { Endpoint } from './endpoint.js';
 import { buildDevice, type BuiltDevice, type FunctionSpec } from './functions.js';
+import { openNetBackends } from './virtio-net-function.js';
 import { StopSignal, connectLoop, isCleanClose, type RetryPolicy, type RunExit } from './retry.js';
 
 export interface EndpointRunOptions {
@@ -48,7 +49,8 @@ export async function runEndpoint(o: EndpointRunOptions): Promise<EndpointHandle
   }
   if (o.retry !== undefined && o.connect === undefined) throw new TlpwireError('ERR_USAGE', '--retry needs --connect');
   const log = (o.logger ?? silentLogger).child({ role: 'ep' });
-  const built = buildDevice(o.functions, { clock: o.clock, rng: o.rng, logger: log });
+  const netBackends = await openNetBackends(o.functions, o.clock, log);
+  const built = buildDevice(o.functions, { clock: o.clock, rng: o.rng, logger: log, netBackends });
   const endpoint = new Endpoint({
     clock: o.clock,
     rng: o.rng,

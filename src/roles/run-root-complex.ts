@@ -25,7 +25,8 @@ import { StopSignal, connectLoop, type RetryPolicy, type RunExit } from './retry
 import { RootComplex, type RootPort } from './root-complex.js';
 
 /** What a host-side driver gets for one function (the link test uses the same). */
-export type HostFunctionContext = LinktestTarget;
+/** What a host driver gets for one enumerated function. */
+export type HostFunctionContext = LinktestTarget & { rootPort: RootPort; rc: RootComplex };
 
 /** A host driver for some functions (the link test is built in; virtio-net plugs in here). */
 export interface FunctionDriver {
@@ -216,6 +217,8 @@ export async function runRootComplex(o: RootComplexRunOptions): Promise<RootComp
     }
     const ctx = (fn: EnumeratedFunction): HostFunctionContext => ({
       fn,
+      rootPort: port,
+      rc,
       port: port.index,
       config: portConfigAccess(port),
       mmio: portMmio(port),

@@ -14,7 +14,7 @@ describe('tlpwire linktest against tlpwire ep, two real processes', () => {
   ];
   for (const [name, url] of transports) {
     it(`over ${name}: every row of the pcitest matrix passes, throughput is reported, both exit 0`, async () => {
-      const ep = startCli(['ep', '--listen', url(), '--once', '--log-level', 'warn']);
+      const ep = startCli(['ep', '--listen', url(), '--function', 'linktest', '--once', '--log-level', 'warn']);
       const listening = (await ep.line(/^listening on (\S+)$/))[1]!;
       const lt = startCli(['linktest', '--connect', listening, '--throughput-bytes', '4M', '--log-level', 'warn']);
       expect(await lt.exited).toBe(0);

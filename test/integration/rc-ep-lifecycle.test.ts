@@ -19,14 +19,14 @@ describe('rc and ep processes: signals, link loss, reconnection, re-enumeration'
   it('SIGTERM on the ep: the rc logs it, keeps serving, and re-enumerates the endpoint when it comes back', async () => {
     const rc = startCli(['rc', '--listen', 'ws://127.0.0.1:0', '--log-level', 'info']);
     const url = (await rc.line(/^listening on (\S+)$/))[1]!;
-    const ep1 = startCli(['ep', '--connect', url, '--retry', '--log-level', 'info']);
+    const ep1 = startCli(['ep', '--connect', url, '--function', 'linktest', '--retry', '--log-level', 'info']);
     await rc.line(TREE);
     ep1.kill('SIGTERM');
     expect(await ep1.exited).toBe(0);
     await rc.logged('went away; waiting for endpoints');
     expect(rc.proc.exitCode).toBeNull();
 
-    const ep2 = startCli(['ep', '--connect', url, '--log-level', 'warn']);
+    const ep2 = startCli(['ep', '--connect', url, '--function', 'linktest', '--log-level', 'warn']);
     // Enumerated once more, on bus 01 again.
     await rc.lines(TREE, 2);
     expect(count(rc.stdout, TREE)).toBe(2);
@@ -47,7 +47,7 @@ describe('rc and ep processes: signals, link loss, reconnection, re-enumeration'
   it('SIGINT on the rc: an ep with --retry logs the link going down, keeps trying, and reconnects to a new rc', async () => {
     const rc1 = startCli(['rc', '--listen', 'tcp://127.0.0.1:0', '--log-level', 'warn']);
     const url = (await rc1.line(/^listening on (\S+)$/))[1]!;
-    const ep = startCli(['ep', '--connect', url, '--retry', '--retry-max-delay', '200ms', '--log-level', 'info']);
+    const ep = startCli(['ep', '--connect', url, '--function', 'linktest', '--retry', '--retry-max-delay', '200ms', '--log-level', 'info']);
     await rc1.line(TREE);
     rc1.kill('SIGINT');
     expect(await rc1.exited).toBe(0);
