@@ -77,3 +77,21 @@ describe('virtio-net across the simulated PCIe link (rc and ep in one process, a
     expect({ ...b.r, latencyNs: 0 }).toEqual({ ...a.r, latencyNs: 0 });
   }, 60_000);
 });
+
+describe('feature negotiation combinations (simulated rc and ep)', () => {
+  const cases: { op: boolean; ap: boolean; mode: 'auto' | 'weak' | 'strict'; barriers: 'weak' | 'strict' }[] = [];
+  for (const op of [true, false]) for (const ap of [true, false]) for (const mode of ['auto', 'weak', 'strict'] as const) {
+    cases.push({ op, ap, mode, barriers: mode === 'auto' ? (op ? 'strict' : 'weak') : mode });
+  }
+  it.each(cases)('ORDER_PLATFORM $op, ACCESS_PLATFORM $ap, --driver-barriers $mode → $barriers barriers', async ({ op, ap, mode, barriers }) => {
+    const sys = new SimSystem({ seed: 21, orderPlatform: op, accessPlatform: ap, iommu: ap ? 'enabled' : 'disabled', driverBarriers: mode, hostPlatform: 'tso', devicePlatform: 'tso' });
+    const net = await sys.bringUp();
+    const r = sys.host!.report!;
+    expect(r.orderPlatform).toBe(op);
+    expect(r.accessPlatform).toBe(ap);
+    expect(r.policy.driver).toBe(barriers);
+    expect(sys.card.transport.negotiatedFeatures).toBe(r.negotiated);
+    const t = await sys.traffic(net, 40);
+    expect(t.ok).toBe(40);
+  }, 30_000);
+});
