@@ -1,3 +1,0 @@
-export * from './trace.js';
-export * from './fabric.js';
-export * from './stress-run.js';
