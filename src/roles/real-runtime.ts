@@ -29,3 +29,4 @@ export function realRng(): SeededRng {
   // eslint-disable-next-line no-restricted-properties -- the one OS-bound seed
   return new SeededRng((Math.random() * 0x1_0000_0000) >>> 0);
 }
+

@@ -1,4 +1,4 @@
-import { SeededRng, silentLogger, type Logger } from '../core/index.js';
+import { SeededRng, TlpwireError, silentLogger, type Logger } from '../core/index.js';
 import { createMemoryTransportPair } from '../link/index.js';
 import { HostCpu, type MemoryPlatform } from '../memory/index.js';
 import { LoopbackBackend, type VirtioNetDriver } from '../net/index.js';
@@ -101,7 +101,7 @@ export class SimSystem {
       (e: unknown) => (state = { ok: false, e }),
     );
     await this.run(() => state !== undefined, maxEvents);
-    if (state === undefined) throw new Error('simulation stalled before the operation finished');
+    if (state === undefined) throw new TlpwireError('ERR_LINK_TIMEOUT', 'simulation stalled before the operation finished');
     if (!state.ok) throw state.e;
     return state.v;
   }
@@ -126,7 +126,7 @@ export class SimSystem {
       }),
     );
     const fn = this.enumeration.functions.find(isVirtioNet);
-    if (fn === undefined) throw new Error('no virtio-net function enumerated');
+    if (fn === undefined) throw new TlpwireError('ERR_CONFIG', 'no virtio-net function enumerated');
     this.cpu.attachMmio(cpuMmioPort(port));
     this.host = new VirtioNetHost({
       port,

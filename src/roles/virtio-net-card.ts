@@ -1,4 +1,4 @@
-import { silentLogger, type Clock, type Logger, type Rng } from '../core/index.js';
+import { TlpwireError, silentLogger, type Clock, type Logger, type Rng } from '../core/index.js';
 import { DeviceEngine, type DmaPort, type MemoryPlatform } from '../memory/index.js';
 import { NET_DEVICE_FEATURES, NET_NUM_QUEUES, VirtioNetDevice, type NetBackend } from '../net/index.js';
 import { VIRTIO_ID, VIRTIO_NET_CONFIG } from '../spec/index.js';
@@ -45,7 +45,7 @@ export class VirtioNetCard {
   constructor(opts: VirtioNetCardOptions) {
     const log = (opts.logger ?? silentLogger).child({ fn: 'virtio-net' });
     const proxy: DmaPort = {
-      read: (a, l) => (this.port === undefined ? Promise.reject(new Error('card not attached')) : this.port.read(a, l)),
+      read: (a, l) => (this.port === undefined ? Promise.reject(new TlpwireError('ERR_LINK_DOWN', 'the card is not attached to an endpoint')) : this.port.read(a, l)),
       write: (a, d, o) => this.port?.write(a, d, o),
     };
     const immediate = opts.immediate ?? true;
