@@ -18,7 +18,7 @@ import type { CliIo } from './io.js';
 import { createCliLogger, type LogFormat } from './logger.js';
 import { collect, parseDuration, parseLogLevel, parseRetry, parseSize, parseUrl, parseWindow } from './options.js';
 import { supervise } from './supervise.js';
-import { virtioNetFunctionDriver, type VirtioNetRcOptions } from '../roles/index.js';
+import { checkRcTapFlags, openRcTap, virtioNetFunctionDriver, type RcTap, type VirtioNetRcOptions } from '../roles/index.js';
 
 /** The flags `tlpwire rc` (and `tlpwire linktest`) take, as commander hands them over. */
 export interface RcFlags {
@@ -46,12 +46,24 @@ export interface RcFlags {
   iommu?: string;
   traffic?: string;
   trafficWindow?: string;
+  tap?: string;
+  ip?: string;
+  pcap?: string;
+}
+
+/** `rc --tap IFNAME [--ip CIDR] [--pcap FILE]`. */
+export interface RcTapFlags {
+  ifname: string;
+  ip?: string;
+  pcap?: string;
 }
 
 /** What the rc command runs: the roles options without clock/rng/logger, plus CLI-only settings. */
 export interface RcCommandOptions {
   run: Omit<RootComplexRunOptions, 'clock' | 'rng' | 'logger'>;
   virtioNet: VirtioNetRcOptions;
+  /** Bridge the virtio-net card to this TAP. */
+  tap?: RcTapFlags;
   exitAfterNs?: number;
   logLevel: ReturnType<typeof parseLogLevel>;
   logFormat: LogFormat;
@@ -89,6 +101,14 @@ export function addRcFlags(cmd: Command): Command {
       .option('--traffic <frames>', 'virtio-net: send this many checked frames through the card and back, then report')
       .option('--traffic-window <frames>', 'virtio-net: frames in flight during --traffic (default 64)'),
   );
+}
+
+/** `rc` only (not `linktest`): bridge the virtio-net card to a Linux TAP. */
+export function addRcTapFlags(cmd: Command): Command {
+  return cmd
+    .option('--tap <ifname>', 'virtio-net: bridge the card to this Linux TAP (created if missing, brought up; carrier follows the virtio link)')
+    .option('--ip <cidr>', 'with --tap: give the TAP this address, e.g. 10.99.0.1/24')
+    .option('--pcap <file>', 'with --tap: write every frame crossing the virtio-net link to FILE (pcap, Ethernet, ns timestamps)');
 }
 
 export function rcOptionsFromFlags(f: RcFlags, forceLinktest = false): RcCommandOptions {
@@ -148,9 +168,11 @@ export function rcOptionsFromFlags(f: RcFlags, forceLinktest = false): RcCommand
     ...(iommu === undefined ? {} : { iommu }),
     ...(frames > 0 ? { traffic: { frames, window } } : {}),
   };
+  checkRcTapFlags(f);
   return {
     run,
     virtioNet,
+    ...(f.tap === undefined ? {} : { tap: { ifname: f.tap, ...(f.ip === undefined ? {} : { ip: f.ip }), ...(f.pcap === undefined ? {} : { pcap: f.pcap }) } }),
     logLevel: parseLogLevel(f.logLevel),
     logFormat: f.logFormat as LogFormat,
     ...(f.exitAfter === undefined ? {} : { exitAfterNs: parseDuration(f.exitAfter, '--exit-after') }),
@@ -165,10 +187,37 @@ export function usageError(message: string): TlpwireError {
 /** Runs the root complex, printing the tree, details, dumps and link-test tables on `io.out`. */
 export async function runRcCommand(o: RcCommandOptions, io: CliIo, name = 'rc', logger?: Logger): Promise<number> {
   const log = logger ?? createCliLogger({ level: o.logLevel, io, format: o.logFormat, bindings: { process: name } });
+  const clock = new RealClock();
+  const out = (line: string): void => io.out(`${line}\n`);
+  // The TAP first: without the addon or the rights the rc stops here with one line (exit 1).
+  const tap: RcTap | undefined =
+    o.tap === undefined
+      ? undefined
+      : await openRcTap({
+          ifname: o.tap.ifname,
+          ...(o.tap.ip === undefined ? {} : { ip: o.tap.ip }),
+          ...(o.tap.pcap === undefined ? {} : { pcap: o.tap.pcap }),
+          clock,
+          wallNowMs: Date.now(),
+          logger: log,
+          out,
+        });
+  try {
+    return await runRcWith(o, io, log, clock, tap);
+  } finally {
+    if (tap !== undefined) {
+      await tap.close();
+      out(tap.summary());
+    }
+  }
+}
+
+async function runRcWith(o: RcCommandOptions, io: CliIo, log: Logger, clock: RealClock, tap: RcTap | undefined): Promise<number> {
+  const attach = tap === undefined ? {} : { attach: tap.attach };
   const handle = await runRootComplex({
     ...o.run,
-    drivers: [...(o.run.drivers ?? []), virtioNetFunctionDriver({ ...o.virtioNet, out: (line) => io.out(`${line}\n`) })],
-    clock: new RealClock(),
+    drivers: [...(o.run.drivers ?? []), virtioNetFunctionDriver({ ...o.virtioNet, ...attach, out: (line) => io.out(`${line}\n`) })],
+    clock,
     rng: realRng(),
     logger: log,
     onListening: (url) => io.out(`listening on ${url}\n`),
@@ -190,6 +239,8 @@ Examples:
   $ tlpwire rc --listen ws://0.0.0.0:5301 --linktest --once     # test the first endpoint, exit 0 if all pass
   $ tlpwire rc --connect tcp://10.0.0.2:5301 --retry --dump-config cfg.txt
   $ tlpwire rc --listen ws://0.0.0.0:5301 --traffic 5000 --once # virtio-net: features, barriers, traffic report
+  $ tlpwire rc --listen ws://0.0.0.0:5301 --tap tap0 --ip 10.99.0.1/24 --pcap rc.pcap
+                                                                # the card becomes tap0 (root or CAP_NET_ADMIN)
   $ lspci -F cfg.txt -vvv -nn                                   # decode the dump with pciutils
 
 Each endpoint that connects gets its own root port and bus (01, 02, ...); the rc enumerates it
@@ -204,7 +255,7 @@ export function registerRcCommands(program: Command, io: CliIo, setCode: (c: num
     .command('rc')
     .description('run a root complex: host RAM and one root port per endpoint; enumerates endpoints as they connect')
     .addHelpText('after', RC_HELP);
-  addRcFlags(cmd).action(async (flags: RcFlags) => {
+  addRcTapFlags(addRcFlags(cmd)).action(async (flags: RcFlags) => {
     setCode(await runRcCommand(rcOptionsFromFlags(flags), io));
   });
 }

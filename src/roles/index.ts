@@ -17,3 +17,4 @@ export * from './sim-system.js';
 export * from './net-traffic.js';
 export * from './virtio-net-function.js';
 export * from './virtio-net-rc-driver.js';
+export * from './tap-bridge.js';
