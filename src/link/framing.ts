@@ -7,17 +7,34 @@
  *                                       +------+-------+-------------+----------------+
  *
  * BatchWriter builds batches in place in a slab: TLPs are encoded straight into it (no per-TLP
- * buffer), and each finished batch is a view that is never written again, because sockets keep a
- * reference to what they were given until the kernel takes it. A new slab is started when the
- * current one cannot hold a maximal batch, so slabs are recycled by the GC, not by us.
+ * buffer), and each finished batch is a view that is not written again while the transport may
+ * hold it, because sockets keep a reference to what they were given until the kernel takes it.
+ * A new slab is started when the current one cannot hold a maximal batch. A slab whose batches
+ * the transport has all given back (`release`, from Transport.send's `done`) is reused; one whose
+ * batches are not all given back is left to the GC. Reuse matters: allocating a megabyte every 16
+ * batches makes V8 collect garbage for the external memory alone, several times a second.
  */
 import { TlpwireError } from '../core/index.js';
 import { BATCH_HEADER_BYTES, BATCH_MAGIC_0, BATCH_MAGIC_1, ITEM_HEADER_BYTES, ITEM_MAX_BODY_BYTES, MAX_MESSAGE_BYTES } from './constants.js';
 
 export const DEFAULT_SLAB_BYTES = 1024 * 1024;
 
+/** A slab and its batches the transport may still hold. */
+export interface Slab {
+  readonly bytes: Uint8Array;
+  /** Finished batches not released yet. */
+  pending: number;
+  /** No more batches will be carved from it (it waits for `pending` to reach 0, then is free). */
+  retired: boolean;
+}
+
+/** Free slabs kept for reuse; more than this go to the GC. */
+const FREE_SLABS = 4;
+
 export class BatchWriter {
+  private current: Slab;
   private slab: Uint8Array;
+  private readonly free: Slab[] = [];
   private start = 0;
   private pos = 0;
   private open = false;
@@ -28,7 +45,19 @@ export class BatchWriter {
     private readonly slabBytes = DEFAULT_SLAB_BYTES,
   ) {
     if (slabBytes < MAX_MESSAGE_BYTES) throw new TlpwireError('ERR_INTERNAL', `slab of ${slabBytes} bytes cannot hold a maximal batch`);
-    this.slab = newSlab(slabBytes);
+    this.current = { bytes: newSlab(slabBytes), pending: 0, retired: false };
+    this.slab = this.current.bytes;
+  }
+
+  /** The slab of the batch `finish` returned last: pass it to `release` when the transport is done with that batch. */
+  get lastSlab(): Slab {
+    return this.current;
+  }
+
+  /** The transport no longer holds a batch of `slab`. */
+  release(slab: Slab): void {
+    slab.pending--;
+    if (slab.pending === 0 && slab.retired && this.free.length < FREE_SLABS) this.free.push(slab);
   }
 
   /** Bytes of the batch being built (header included), 0 when none is open. */
@@ -85,6 +114,7 @@ export class BatchWriter {
     this.start = this.pos;
     this.open = false;
     this.items = 0;
+    this.current.pending++;
     return out;
   }
 
@@ -97,7 +127,17 @@ export class BatchWriter {
 
   private begin(): void {
     if (this.slab.length - this.pos < MAX_MESSAGE_BYTES) {
-      this.slab = newSlab(this.slabBytes);
+      const old = this.current;
+      old.retired = true;
+      if (old.pending === 0 && this.free.length < FREE_SLABS) this.free.push(old);
+      const next = this.free.pop();
+      if (next !== undefined) {
+        next.retired = false;
+        this.current = next;
+      } else {
+        this.current = { bytes: newSlab(this.slabBytes), pending: 0, retired: false };
+      }
+      this.slab = this.current.bytes;
       this.pos = 0;
     }
     this.start = this.pos;

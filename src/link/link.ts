@@ -114,6 +114,78 @@ interface Waiter {
 }
 
 const FOUR_GIB = 0x1_0000_0000;
+const NO_PARTS: readonly Uint8Array[] = [];
+
+/**
+ * Reads a message given as consecutive pieces: `take(n)` leaves the next n bytes at buf[off..],
+ * in place when one piece holds them, else copied into a new buffer (the only copying done).
+ */
+class PartsCursor {
+  buf: Uint8Array = new Uint8Array(0);
+  off = 0;
+  remaining = 0;
+  private parts: readonly Uint8Array[] = NO_PARTS;
+  private index = 0;
+  private at = 0;
+
+  reset(parts: readonly Uint8Array[]): void {
+    // Plain Uint8Array views: payload views of them are cheaper than views of Buffers.
+    this.parts = parts.map((p) => (p.constructor === Uint8Array ? p : new Uint8Array(p.buffer, p.byteOffset, p.byteLength)));
+    this.index = 0;
+    this.at = 0;
+    this.remaining = 0;
+    for (const p of parts) this.remaining += p.length;
+    this.skipEmpty();
+  }
+
+  take(n: number): void {
+    const p = this.parts[this.index]!;
+    if (p !== undefined && p.length - this.at >= n) {
+      this.buf = p;
+      this.off = this.at;
+      this.at += n;
+      this.remaining -= n;
+      this.skipEmpty();
+      return;
+    }
+    this.buf = this.peek(n);
+    this.off = 0;
+    // Advance over the copied bytes.
+    let left = n;
+    while (left > 0) {
+      const q = this.parts[this.index]!;
+      const k = Math.min(left, q.length - this.at);
+      this.at += k;
+      left -= k;
+      this.skipEmpty();
+    }
+    this.remaining -= n;
+  }
+
+  /** The next n (≤ remaining) bytes as one new buffer, without advancing. */
+  peek(n: number): Uint8Array {
+    const out = new Uint8Array(n);
+    let o = 0;
+    let i = this.index;
+    let at = this.at;
+    while (o < n) {
+      const q = this.parts[i]!;
+      const k = Math.min(n - o, q.length - at);
+      out.set(q.subarray(at, at + k), o);
+      o += k;
+      i++;
+      at = 0;
+    }
+    return out;
+  }
+
+  private skipEmpty(): void {
+    while (this.index < this.parts.length && this.at >= this.parts[this.index]!.length) {
+      this.index++;
+      this.at = 0;
+    }
+  }
+}
 /** Credit class indexes (credits.ts CLASSES): posted, non-posted, completion. */
 const CLASS_P = 0;
 const CLASS_NP = 1;
@@ -138,6 +210,7 @@ export class Link implements LinkPort {
   onMemWrite: ((bytes: Uint8Array, v: MemWriteView) => boolean) | undefined = undefined;
   onCompletionData: ((bytes: Uint8Array, v: CompletionView) => boolean) | undefined = undefined;
   private readonly memWriteView = new MemWriteView();
+  private readonly cursor = new PartsCursor();
   private readonly completionView = new CompletionView();
 
   private _state: LinkState = 'down';
@@ -234,6 +307,7 @@ export class Link implements LinkPort {
     this.writer = new BatchWriter(this.version & 0xff);
 
     transport.onMessage = (data) => this.receive(data);
+    transport.onMessageParts = (parts) => this.receiveParts(parts);
     transport.onDrain = () => this.drained();
     transport.onClose = (error) => {
       this.goDown(error === undefined ? 'transport closed by peer' : `transport error: ${error.message}`, 'ERR_LINK_DOWN', false);
@@ -424,7 +498,8 @@ export class Link implements LinkPort {
     if (msg === undefined) return;
     this.counters.add('batches.sent');
     this.counters.add('bytes.sent', msg.length);
-    if (!this.transport.send([msg])) this.congested = true;
+    const slab = this.writer.lastSlab;
+    if (!this.transport.send([msg], () => this.writer.release(slab))) this.congested = true;
   }
 
   /** Closes the link: tells the partner why (BYE), then closes the transport. */
@@ -451,10 +526,74 @@ export class Link implements LinkPort {
     } finally {
       this.receiving = false;
     }
-    if (this.flushAfterReceive) {
-      this.flushAfterReceive = false;
-      this.flush();
+    this.afterReceive();
+  }
+
+  /** Urgent credit returns leave at the end of the message that freed them, not the turn. */
+  private afterReceive(): void {
+    if (!this.flushAfterReceive) return;
+    this.flushAfterReceive = false;
+    this.flush();
+  }
+
+  /**
+   * A message that the transport delivered in pieces (Transport.onMessageParts): processed as
+   * receiveBatch would process the joined message, but each item where it lies; only the batch
+   * header or an item that a piece boundary cuts is copied (into a buffer of its own, so views of
+   * it stay valid).
+   */
+  private receiveParts(parts: readonly Uint8Array[]): void {
+    if (this.finished) return;
+    if (parts.length === 1) {
+      this.receive(parts[0]!);
+      return;
     }
+    const c = this.cursor;
+    c.reset(parts);
+    this.receiving = true;
+    try {
+      this.receivePieces(c);
+    } finally {
+      this.receiving = false;
+      c.reset(NO_PARTS);
+    }
+    this.afterReceive();
+  }
+
+  private receivePieces(c: PartsCursor): void {
+    const total = c.remaining;
+    this.counters.add('batches.received');
+    this.counters.add('bytes.received', total);
+    if (total < BATCH_HEADER_BYTES || !hasBatchMagic(c.peek(BATCH_HEADER_BYTES))) {
+      const head = c.peek(Math.min(16, total));
+      if (this.partnerHello === undefined) this.refuseStranger(head);
+      else this.protocolError(`message without the batch header (starts ${hexPrefix(head, 8)})`);
+      return;
+    }
+    c.take(BATCH_HEADER_BYTES);
+    if (this.partnerHello !== undefined && c.buf[c.off + 2] !== (this.version & 0xff)) {
+      this.protocolError(`batch header says version ${c.buf[c.off + 2]!}, the handshake agreed on ${this.version}`);
+      return;
+    }
+    let creditsChanged = false;
+    while (c.remaining > 0) {
+      const at = total - c.remaining;
+      if (c.remaining < ITEM_HEADER_BYTES) {
+        this.protocolError(`truncated item header at byte ${at} of a ${total}-byte batch`);
+        return;
+      }
+      c.take(ITEM_HEADER_BYTES);
+      const type = c.buf[c.off]!;
+      const len = (c.buf[c.off + 2]! << 8) | c.buf[c.off + 3]!;
+      if (len > c.remaining) {
+        this.protocolError(`item at byte ${at} (type 0x${type.toString(16)}) claims ${len} bytes, only ${c.remaining} left in the batch`);
+        return;
+      }
+      c.take(len);
+      if (this.receiveItem(type, c.buf, c.off, len)) creditsChanged = true;
+      if (this.finished) return;
+    }
+    if (creditsChanged) this.onCreditsAvailable();
   }
 
   private receiveBatch(msg: Uint8Array): void {
@@ -488,43 +627,50 @@ export class Link implements LinkPort {
         return;
       }
       off = body + len;
-      // A partner may refuse us (ERROR) or leave (BYE) before it has sent its HELLO.
-      if (this.partnerHello === undefined && type !== ITEM.HELLO && type !== ITEM.ERROR && type !== ITEM.BYE) {
-        this.protocolError(`first item is type 0x${type.toString(16).padStart(2, '0')}, expected HELLO`);
-        return;
-      }
-      switch (type) {
-        case ITEM.TLP:
-          this.receiveTlp(msg, body, len);
-          break;
-        case ITEM.HELLO:
-          this.receiveHello(msg.subarray(body, body + len));
-          break;
-        case ITEM.UPDATE_FC:
-          if (this.receiveUpdateFc(msg.subarray(body, body + len))) creditsChanged = true;
-          break;
-        case ITEM.ERROR: {
-          const e = this.control(msg.subarray(body, body + len), parseError);
-          this.log.error({ code: e.code }, `partner reported an error: ${e.message}`);
-          this.goDown(`partner: ${e.message}`, e.code === 'ERR_LINK_VERSION' ? 'ERR_LINK_VERSION' : 'ERR_LINK_PROTOCOL', true);
-          break;
-        }
-        case ITEM.BYE: {
-          const b = this.control(msg.subarray(body, body + len), parseBye);
-          this.log.info(`partner closed the link: ${b.reason}`);
-          this.goDown(`partner closed: ${b.reason}`, 'ERR_LINK_DOWN', true);
-          break;
-        }
-        default:
-          if (type >= ITEM.IGNORABLE_MIN) {
-            this.counters.add('items.ignored');
-          } else {
-            this.protocolError(`unknown item type 0x${type.toString(16).padStart(2, '0')}${type === ITEM.TLP_SEQ || (type >= ITEM.ACK && type <= ITEM.RESUME) ? ' (reserved for a later version)' : ''}`);
-          }
-      }
+      if (this.receiveItem(type, msg, body, len)) creditsChanged = true;
       if (this.finished) return;
     }
     if (creditsChanged) this.onCreditsAvailable();
+  }
+
+  /** One item of a batch, at msg[body, body + len); true when it raised the partner's credit limits. */
+  private receiveItem(type: number, msg: Uint8Array, body: number, len: number): boolean {
+    // A partner may refuse us (ERROR) or leave (BYE) before it has sent its HELLO.
+    if (this.partnerHello === undefined && type !== ITEM.HELLO && type !== ITEM.ERROR && type !== ITEM.BYE) {
+      this.protocolError(`first item is type 0x${type.toString(16).padStart(2, '0')}, expected HELLO`);
+      return false;
+    }
+    let creditsChanged = false;
+    switch (type) {
+      case ITEM.TLP:
+        this.receiveTlp(msg, body, len);
+        break;
+      case ITEM.HELLO:
+        this.receiveHello(msg.subarray(body, body + len));
+        break;
+      case ITEM.UPDATE_FC:
+        if (this.receiveUpdateFc(msg.subarray(body, body + len))) creditsChanged = true;
+        break;
+      case ITEM.ERROR: {
+        const e = this.control(msg.subarray(body, body + len), parseError);
+        this.log.error({ code: e.code }, `partner reported an error: ${e.message}`);
+        this.goDown(`partner: ${e.message}`, e.code === 'ERR_LINK_VERSION' ? 'ERR_LINK_VERSION' : 'ERR_LINK_PROTOCOL', true);
+        break;
+      }
+      case ITEM.BYE: {
+        const b = this.control(msg.subarray(body, body + len), parseBye);
+        this.log.info(`partner closed the link: ${b.reason}`);
+        this.goDown(`partner closed: ${b.reason}`, 'ERR_LINK_DOWN', true);
+        break;
+      }
+      default:
+        if (type >= ITEM.IGNORABLE_MIN) {
+          this.counters.add('items.ignored');
+        } else {
+          this.protocolError(`unknown item type 0x${type.toString(16).padStart(2, '0')}${type === ITEM.TLP_SEQ || (type >= ITEM.ACK && type <= ITEM.RESUME) ? ' (reserved for a later version)' : ''}`);
+        }
+    }
+    return creditsChanged;
   }
 
   private receiveTlp(msg: Uint8Array, body: number, len: number): void {

@@ -38,8 +38,11 @@ class MemoryEnd implements Transport {
     private readonly highWater: number,
   ) {}
 
-  send(chunks: readonly Uint8Array[]): boolean {
-    if (this.closing) return true;
+  send(chunks: readonly Uint8Array[], done?: () => void): boolean {
+    if (this.closing) {
+      done?.();
+      return true;
+    }
     let total = 0;
     for (const c of chunks) total += c.length;
     // Copy now: the sender may reuse its buffers, and a receiver must own what it gets.
@@ -49,6 +52,7 @@ class MemoryEnd implements Transport {
       copy.set(c, o);
       o += c.length;
     }
+    done?.(); // copied: the chunks are free again
     this.inFlight += total;
     if (this.inFlight > this.maxInFlight) this.maxInFlight = this.inFlight;
     this.schedule(() => this.deliver(copy));

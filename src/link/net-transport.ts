@@ -35,6 +35,7 @@ export class NetTransport extends SocketTransportBase {
         this.error = err;
         this.socket.destroy();
       },
+      (parts) => this.deliverMessageParts(parts),
     );
     // We batch ourselves; Nagle would only add latency to the last small batch of a burst.
     if (typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
@@ -55,16 +56,28 @@ export class NetTransport extends SocketTransportBase {
     });
   }
 
-  override send(chunks: readonly Uint8Array[]): boolean {
-    if (this.closing || this.closed) return true; // the owner learns about it from onClose
+  override send(chunks: readonly Uint8Array[], done?: () => void): boolean {
+    if (this.closing || this.closed) {
+      done?.();
+      return true; // the owner learns about it from onClose
+    }
     let total = 0;
     for (const c of chunks) total += c.length;
     const s = this.socket;
-    // cork/uncork: prefix and chunks leave in one writev, so one batch is one syscall.
+    // cork/uncork: prefix and chunks leave in one writev, so one batch is one syscall. The last
+    // write's callback runs once all of them were written (or failed): the chunks are free then.
     s.cork();
     s.write(recordPrefix(total, Buffer.allocUnsafe(RECORD_PREFIX_BYTES)));
-    for (const c of chunks) if (c.length > 0) s.write(c);
+    let last = -1;
+    for (let i = 0; i < chunks.length; i++) if (chunks[i]!.length > 0) last = i;
+    for (let i = 0; i <= last; i++) {
+      const c = chunks[i]!;
+      if (c.length === 0) continue;
+      if (i === last && done !== undefined) s.write(c, () => done());
+      else s.write(c);
+    }
     s.uncork();
+    if (last < 0) done?.();
     // write() itself says "false" above the socket's own 16 KiB mark, far below a batch, so we use
     // our own mark; 'drain' still fires because each such write() did return false.
     if (s.writableLength > this.highWater) this.congested = true;

@@ -3,9 +3,12 @@
  * that many bytes. An explicit state machine: bytes arrive in chunks cut anywhere, including in
  * the middle of a length prefix.
  *
- * A record that lies wholly inside one chunk is delivered as a view of that chunk (no copy); only
- * a record split across chunks is assembled into a buffer of its own. Chunks from node:net are
- * never reused by Node, so views stay valid for as long as the receiver keeps them.
+ * A record that lies wholly inside one chunk is delivered as a view of that chunk (no copy). A
+ * record split across chunks is assembled into a buffer of its own — or, when the owner takes
+ * parts (`onRecordParts`), delivered as the views of its pieces, in order, without a copy: with
+ * records about as large as a socket read, nearly every record is split, and copying them all
+ * doubled the receive side's memory traffic. Chunks from node:net are never reused by Node, so
+ * views stay valid for as long as the receiver keeps them.
  */
 import { TlpwireError } from '../core/index.js';
 
@@ -35,6 +38,9 @@ export class RecordParser {
   private prefixValue = 0;
   private body: Uint8Array = new Uint8Array(0);
   private bodyHave = 0;
+  /** Parts mode: the pieces of the record being received, and its length. */
+  private parts: Uint8Array[] = [];
+  private bodyLength = 0;
   /** Stream offset of the next byte, for error reports. */
   private streamOffset = 0;
 
@@ -42,6 +48,7 @@ export class RecordParser {
     private readonly maxRecordBytes: number,
     private readonly onRecord: (record: Uint8Array) => void,
     private readonly onError: (error: TlpwireError) => void,
+    private readonly onRecordParts?: (parts: readonly Uint8Array[]) => void,
   ) {}
 
   /** Stops delivering records (the owner closed the stream). */
@@ -84,11 +91,28 @@ export class RecordParser {
           i += len;
           this.onRecord(rec);
         } else {
-          this.body = new Uint8Array(len);
-          this.body.set(chunk.subarray(i), 0);
+          if (this.onRecordParts !== undefined) {
+            this.parts = [chunk.subarray(i)];
+            this.bodyLength = len;
+          } else {
+            this.body = new Uint8Array(len);
+            this.body.set(chunk.subarray(i), 0);
+          }
           this.bodyHave = n - i;
           i = n;
           this.state = State.Body;
+        }
+      } else if (this.onRecordParts !== undefined) {
+        const take = Math.min(this.bodyLength - this.bodyHave, n - i);
+        this.parts.push(i === 0 && take === n ? chunk : chunk.subarray(i, i + take));
+        this.bodyHave += take;
+        i += take;
+        if (this.bodyHave === this.bodyLength) {
+          const parts = this.parts;
+          this.parts = [];
+          this.bodyHave = 0;
+          this.state = State.Prefix;
+          this.onRecordParts(parts);
         }
       } else {
         const take = Math.min(this.body.length - this.bodyHave, n - i);

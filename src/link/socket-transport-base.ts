@@ -16,6 +16,7 @@ export abstract class SocketTransportBase implements Transport {
   abstract readonly remote: string;
   onDrain: () => void = () => {};
   onClose: (error?: Error) => void = () => {};
+  onMessageParts: ((parts: readonly Uint8Array[]) => void) | undefined = undefined;
 
   private handler: ((data: Uint8Array) => void) | undefined;
   /** Events held back until the owner attaches and the queue has been drained; then undefined. */
@@ -40,12 +41,30 @@ export abstract class SocketTransportBase implements Transport {
     }
   }
 
-  abstract send(chunks: readonly Uint8Array[]): boolean;
+  abstract send(chunks: readonly Uint8Array[], done?: () => void): boolean;
   abstract close(reason?: string): void;
 
   protected deliverMessage(data: Uint8Array): void {
     if (this.pending !== undefined) this.pending.push({ message: data });
     else this.handler!(data);
+  }
+
+  /** A message that arrived in pieces: as they are to an owner that takes pieces, else joined. */
+  protected deliverMessageParts(parts: readonly Uint8Array[]): void {
+    const takesParts = this.onMessageParts;
+    if (this.pending === undefined && takesParts !== undefined) {
+      takesParts(parts);
+      return;
+    }
+    let total = 0;
+    for (const p of parts) total += p.length;
+    const joined = new Uint8Array(total);
+    let o = 0;
+    for (const p of parts) {
+      joined.set(p, o);
+      o += p.length;
+    }
+    this.deliverMessage(joined);
   }
 
   protected deliverClose(error: Error | undefined): void {

@@ -15,8 +15,12 @@ export interface Transport {
    *
    * Sockets keep a reference to the chunks until the kernel has taken them (no copy), so the
    * caller must not change them after the call; the Link never rewrites a sent batch.
+   *
+   * `done`, when given, is called once the transport no longer holds the chunks (they were
+   * written or copied, or the transport closed), possibly before send returns: from then on the
+   * caller may reuse their memory. A transport that cannot tell never calls it.
    */
-  send(chunks: readonly Uint8Array[]): boolean;
+  send(chunks: readonly Uint8Array[], done?: () => void): boolean;
   /** Closes the transport after what was sent; `onClose` fires once afterwards. */
   close(reason?: string): void;
   /**
@@ -24,6 +28,12 @@ export interface Transport {
    * never reuses or changes them, so decoded TLP payloads may stay views into them.
    */
   onMessage: (data: Uint8Array) => void;
+  /**
+   * Optional, set by an owner that can take a message in pieces: a transport may then deliver a
+   * message that reached it in several reads as those pieces, in order, instead of copying them
+   * into one buffer for onMessage. The same ownership rules apply to each piece.
+   */
+  onMessageParts?: ((parts: readonly Uint8Array[]) => void) | undefined;
   onDrain: () => void;
   /** Fires once, when the transport is closed from either side; `error` if it failed. */
   onClose: (error?: Error) => void;

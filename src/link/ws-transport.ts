@@ -90,9 +90,19 @@ export class WsTransport extends SocketTransportBase {
     });
   }
 
-  override send(chunks: readonly Uint8Array[]): boolean {
-    if (this.closing || this.closed || this.ws.readyState !== WebSocket.OPEN) return true;
-    this.ws.send(concatChunks(chunks), { binary: true }, this.afterWrite);
+  override send(chunks: readonly Uint8Array[], done?: () => void): boolean {
+    if (this.closing || this.closed || this.ws.readyState !== WebSocket.OPEN) {
+      done?.();
+      return true;
+    }
+    const afterWrite =
+      done === undefined
+        ? this.afterWrite
+        : (): void => {
+            done();
+            this.afterWrite();
+          };
+    this.ws.send(concatChunks(chunks), { binary: true }, afterWrite);
     if (this.ws.bufferedAmount > this.highWater) this.congested = true;
     return !this.congested;
   }

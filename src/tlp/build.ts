@@ -36,21 +36,6 @@ export type HeaderOptions = Partial<Omit<TlpHeaderBits, 'lengthDw' | 'ecrc'>>;
  */
 const D = DEFAULT_HEADER_BITS;
 
-/** DW0 bits from builder options, for the builders off the DMA path (config, I/O, messages, atomics). */
-function headerBits(opts: HeaderOptions, lengthDw: number): TlpHeaderBits {
-  return {
-    tc: opts.tc ?? D.tc,
-    ido: opts.ido ?? D.ido,
-    ro: opts.ro ?? D.ro,
-    ns: opts.ns ?? D.ns,
-    ln: opts.ln ?? D.ln,
-    th: opts.th ?? D.th,
-    td: opts.td ?? D.td,
-    ep: opts.ep ?? D.ep,
-    at: opts.at ?? D.at,
-    lengthDw,
-  };
-}
 
 function checkAddress(address: number, name = 'address'): void {
   if (!Number.isSafeInteger(address) || address < 0) {
@@ -252,7 +237,16 @@ function cfgTlp(opts: CfgOptions, write: boolean, data?: Uint8Array): CfgTlp {
   const type1 = opts.configType === 1;
   const tlp: CfgTlp = {
     kind: write ? (type1 ? 'CfgWr1' : 'CfgWr0') : type1 ? 'CfgRd1' : 'CfgRd0',
-    ...headerBits(opts, 1),
+    tc: opts.tc ?? D.tc,
+    ido: opts.ido ?? D.ido,
+    ro: opts.ro ?? D.ro,
+    ns: opts.ns ?? D.ns,
+    ln: opts.ln ?? D.ln,
+    th: opts.th ?? D.th,
+    td: opts.td ?? D.td,
+    ep: opts.ep ?? D.ep,
+    at: opts.at ?? D.at,
+    lengthDw: 1,
     requesterId: opts.requesterId,
     tag: opts.tag,
     firstBe: opts.firstBe ?? 0xf,
@@ -297,7 +291,16 @@ function ioTlp(opts: IoOptions, data?: Uint8Array): IoTlp {
   }
   const tlp: IoTlp = {
     kind: payload === undefined ? 'IORd' : 'IOWr',
-    ...headerBits(opts, 1),
+    tc: opts.tc ?? D.tc,
+    ido: opts.ido ?? D.ido,
+    ro: opts.ro ?? D.ro,
+    ns: opts.ns ?? D.ns,
+    ln: opts.ln ?? D.ln,
+    th: opts.th ?? D.th,
+    td: opts.td ?? D.td,
+    ep: opts.ep ?? D.ep,
+    at: opts.at ?? D.at,
+    lengthDw: 1,
     requesterId: opts.requesterId,
     tag: opts.tag,
     firstBe: span.firstBe,
@@ -337,7 +340,16 @@ export function messageTlp(opts: MessageOptions): MsgTlp {
   const tlp: MsgTlp = {
     kind: data === undefined ? 'Msg' : 'MsgD',
     // Length is Reserved (0) for a Msg without data (§2.2.8).
-    ...headerBits(opts, data === undefined ? 0 : Math.ceil(data.length / 4)),
+    tc: opts.tc ?? D.tc,
+    ido: opts.ido ?? D.ido,
+    ro: opts.ro ?? D.ro,
+    ns: opts.ns ?? D.ns,
+    ln: opts.ln ?? D.ln,
+    th: opts.th ?? D.th,
+    td: opts.td ?? D.td,
+    ep: opts.ep ?? D.ep,
+    at: opts.at ?? D.at,
+    lengthDw: data === undefined ? 0 : Math.ceil(data.length / 4),
     requesterId: opts.requesterId,
     tag: opts.tag ?? 0,
     routing: opts.routing,
@@ -366,7 +378,16 @@ export function atomicTlp(opts: AtomicOptions): AtomicTlp {
   const kind: AtomicTlp['kind'] = opts.op === 'FetchAdd' ? (wide ? 'FetchAdd64' : 'FetchAdd') : opts.op === 'Swap' ? (wide ? 'Swap64' : 'Swap') : wide ? 'CAS64' : 'CAS';
   const tlp: AtomicTlp = {
     kind,
-    ...headerBits(opts, Math.ceil(opts.data.length / 4)),
+    tc: opts.tc ?? D.tc,
+    ido: opts.ido ?? D.ido,
+    ro: opts.ro ?? D.ro,
+    ns: opts.ns ?? D.ns,
+    ln: opts.ln ?? D.ln,
+    th: opts.th ?? D.th,
+    td: opts.td ?? D.td,
+    ep: opts.ep ?? D.ep,
+    at: opts.at ?? D.at,
+    lengthDw: Math.ceil(opts.data.length / 4),
     requesterId: opts.requesterId,
     tag: opts.tag,
     firstBe: 0,

@@ -39,6 +39,12 @@ export interface CompleterTarget {
   read(address: number, length: number, requesterId: number): Uint8Array;
   write(address: number, data: Uint8Array, firstBe: number, lastBe: number, requesterId: number): void;
   /**
+   * Optional: `read` into dst[dstOffset, dstOffset + length) instead of a new buffer (same
+   * failures). The completer's buffer is reused for the next read as soon as its completions
+   * have been sent, so the bytes must be copied, not referenced.
+   */
+  readInto?(address: number, dst: Uint8Array, dstOffset: number, length: number, requesterId: number): void;
+  /**
    * Optional: `write` with the payload given as src[srcOffset, srcOffset + length) (the link's
    * receive buffer, valid only during the call), so that no view of it need be made.
    */
@@ -119,6 +125,8 @@ export class Completer {
   private readonly rng: Rng | undefined;
   private readonly ido: boolean;
   /** Fields of the read being completed by the fast path (reused: one read at a time). */
+  /** Where a read's data waits between the target and the link (see memRead). */
+  private readonly readScratch = new Uint8Array(READ_SCRATCH_BYTES);
   private readonly cplFields: CompletionFields = {
     completerId: 0,
     requesterId: 0,
@@ -296,9 +304,17 @@ export class Completer {
       this.sendCompletions(tlp, new Uint8Array(0), release);
       return;
     }
+    // With a target that reads into a buffer of ours and a link that sends completions straight
+    // from it, the data goes target → scratch → batch, allocating nothing.
+    const scratch = target.readInto !== undefined && length <= READ_SCRATCH_BYTES && this.rng === undefined && this.output.sendCompletionData !== undefined;
     let data: Uint8Array;
     try {
-      data = target.read(start, length, tlp.requesterId);
+      if (scratch) {
+        target.readInto!(start, this.readScratch, 0, length, tlp.requesterId);
+        data = this.readScratch.subarray(0, length);
+      } else {
+        data = target.read(start, length, tlp.requesterId);
+      }
     } catch (e) {
       this.reply(tlp, 'CA', release, `memory target failed a read at 0x${start.toString(16)}: ${errorMessage(e)}`);
       return;
@@ -306,6 +322,10 @@ export class Completer {
     if (data.length !== length) {
       this.reply(tlp, 'CA', release, `memory target returned ${data.length} of ${length} bytes`);
       return;
+    }
+    if (scratch) {
+      if (this.sendReadData(tlp, data, release, this.completerId, true)) return;
+      data = data.slice(); // the completions will wait in the queues: they need bytes of their own
     }
     this.sendCompletions(tlp, data, release);
   }
@@ -423,7 +443,7 @@ export class Completer {
       this.rng === undefined &&
       this.output.sendCompletionData !== undefined &&
       (request.kind === 'MRd' || request.kind === 'MRd64') &&
-      this.sendReadData(request, result, release, completerId)
+      this.sendReadData(request, result, release, completerId, false)
     ) {
       return;
     }
@@ -464,7 +484,7 @@ export class Completer {
    * nothing, when the first cannot go that way (anything unusual included: completionsFor then
    * builds them all, and reports what is wrong); parts after one that cannot go are built and queued.
    */
-  private sendReadData(request: MemTlp, data: Uint8Array, release: () => void, completerId: number): boolean {
+  private sendReadData(request: MemTlp, data: Uint8Array, release: () => void, completerId: number, scratch: boolean): boolean {
     const send = this.output.sendCompletionData;
     if (send === undefined || isZeroLengthRead(request.firstBe, request.lengthDw)) return false;
     const rcb = this.rcb;
@@ -505,7 +525,8 @@ export class Completer {
           byteCount: 0,
           lowerAddress: 0,
         };
-        const rest = dataCompletions(o, data, start, s, end, rcb, mps);
+        // Scratch bytes are overwritten by the next read: queued completions get a copy.
+        const rest = scratch ? dataCompletions(o, data.slice(s - start), s, s, end, rcb, mps) : dataCompletions(o, data, start, s, end, rcb, mps);
         const last = rest.length - 1;
         const lastOpts: EnqueueOptions = { onSent: release, validated: true };
         for (let i = 0; i <= last; i++) this.output.enqueue(rest[i]!, i === last ? lastOpts : PART);
@@ -517,6 +538,9 @@ export class Completer {
     return true;
   }
 }
+
+/** The largest read request (§2.2.7: at most 4 KiB). */
+const READ_SCRATCH_BYTES = 4096;
 
 // completionsFor builds every completion with a src/tlp builder, which validates it.
 const PART: EnqueueOptions = Object.freeze({ validated: true });

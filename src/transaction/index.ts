@@ -20,6 +20,7 @@ export {
   type HoldBackOptions,
   type OrderingQueuesOptions,
   type EnqueueOptions,
+  type MemWriteJob,
   type OrderingQueueStats,
 } from './ordering-queues.js';
 export { TagPool } from './tag-pool.js';

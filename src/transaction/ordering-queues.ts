@@ -21,6 +21,13 @@ import { FixedQueue, TlpwireError, type Clock, type Rng, type TimerHandle } from
 import { checkMemWriteFields, tlpClass, type CompletionFields, type MemWriteFields, type Tlp, type TlpClass } from '../tlp/index.js';
 import { orderingTraitsInto, postedWriteTraitsInto, type OrderingHints, type OrderingTraits } from './ordering-rules.js';
 import { pieceCount, pieceEnd } from './split.js';
+import { StagingRing } from './staging.js';
+
+/**
+ * Staging for waiting write jobs: twice the largest posted window (512 KiB) plus the writes a
+ * caller typically has in flight beyond it; a job that does not fit gets a buffer of its own.
+ */
+const STAGING_BYTES = 2 * 1024 * 1024;
 
 /** Where the queues send to: the link's credit check and send (a subset of LinkPort). */
 export interface TlpSink {
@@ -136,6 +143,8 @@ interface Entry extends OrderingTraits {
   /** A write job instead of a TLP (tlp undefined): its fields, its own copy of the bytes left, and progress. */
   job: MemWriteJob | undefined;
   jobData: Uint8Array | undefined;
+  /** jobData is a region of the staging ring (given back when the job is done or dropped). */
+  jobStaged: boolean;
   /** Address of jobData[0], of the next TLP to send, and the end. */
   jobBase: number;
   jobNext: number;
@@ -166,6 +175,8 @@ export class OrderingQueues {
     new FixedQueue<Entry>(64),
   ];
   private readonly pool: Entry[] = [];
+  /** Bytes of write jobs waiting for credits (see staging.ts). */
+  private readonly staging = new StagingRing(STAGING_BYTES);
   private seq = 0;
   /** TLPs waiting, in all queues and per queue (a write job counts each TLP it has left). */
   private total = 0;
@@ -305,7 +316,11 @@ export class OrderingQueues {
     const e = postedWriteTraitsInto(job.fields.ro, job.fields.ido, job.fields.requesterId, this.pool.pop() ?? newEntry());
     e.tlp = undefined;
     e.job = job;
-    e.jobData = job.data.slice(a - job.address, job.length);
+    const rest = job.length - (a - job.address);
+    const staged = this.staging.take(rest);
+    e.jobStaged = staged !== undefined;
+    if (staged !== undefined) staged.set(a === job.address ? job.data : job.data.subarray(a - job.address, job.length));
+    e.jobData = staged ?? job.data.slice(a - job.address, job.length);
     e.jobBase = a;
     e.jobNext = a;
     e.jobEnd = end;
@@ -677,6 +692,9 @@ export class OrderingQueues {
     e.tlp = undefined;
     e.job = undefined;
     e.jobData = undefined;
+    // Jobs leave the posted queue in the order they came, which is the order the ring gave them space.
+    if (e.jobStaged) this.staging.giveBack();
+    e.jobStaged = false;
     e.onSent = undefined;
     e.onDropped = undefined;
     if (this.pool.length < 1024) this.pool.push(e);
@@ -702,6 +720,7 @@ function newEntry(): Entry {
     validated: false,
     job: undefined,
     jobData: undefined,
+    jobStaged: false,
     jobBase: 0,
     jobNext: 0,
     jobEnd: 0,

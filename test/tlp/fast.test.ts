@@ -1,0 +1,305 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { TlpwireError } from '../../src/core/index.js';
+import {
+  CompletionView,
+  MemWriteView,
+  checkCompletionFields,
+  checkMemWriteFields,
+  completionTlp,
+  decodeTlp,
+  encodeCompletionDataInto,
+  encodeMemWriteInto,
+  memWriteTlp,
+  parseCompletionData,
+  parseMemWrite,
+  type CompletionFields,
+  type CplTlp,
+  type MemTlp,
+  type MemWriteFields,
+} from '../../src/tlp/index.js';
+import { arbTlpOfKind } from './arbitraries.js';
+import { goldenEncode } from './golden-builder.js';
+
+const FOUR_GIB = 0x1_0000_0000;
+
+const arbWriteFields: fc.Arbitrary<MemWriteFields> = fc.record({
+  requesterId: fc.integer({ min: 0, max: 0xffff }),
+  tc: fc.integer({ min: 0, max: 7 }),
+  ro: fc.boolean(),
+  ns: fc.boolean(),
+  ido: fc.boolean(),
+  th: fc.boolean(),
+});
+
+/** A whole-DW write that does not cross 4 KiB, below or above 4 GiB. */
+const arbWrite = fc
+  .record({
+    page: fc.oneof(fc.integer({ min: 0, max: 0xfffff }), fc.integer({ min: 0x100000, max: 0x1fffffff })),
+    dwOffset: fc.integer({ min: 0, max: 1023 }),
+    lengthDw: fc.integer({ min: 1, max: 1024 }),
+    srcLead: fc.integer({ min: 0, max: 64 }),
+  })
+  .map(({ page, dwOffset, lengthDw, srcLead }) => {
+    const dw = Math.min(lengthDw, 1024 - dwOffset);
+    return { address: page * 4096 + dwOffset * 4, length: dw * 4, srcLead };
+  });
+
+const arbCompletionFields: fc.Arbitrary<CompletionFields> = fc.record({
+  completerId: fc.integer({ min: 0, max: 0xffff }),
+  requesterId: fc.integer({ min: 0, max: 0xffff }),
+  tag: fc.integer({ min: 0, max: 0x3ff }),
+  tc: fc.integer({ min: 0, max: 7 }),
+  ro: fc.boolean(),
+  ns: fc.boolean(),
+  ido: fc.boolean(),
+  locked: fc.boolean(),
+});
+
+describe('encodeMemWriteInto', () => {
+  it('writes the golden bytes of the TLP memWriteTlp makes for the same write, from any offset of the source', () => {
+    fc.assert(
+      fc.property(arbWriteFields, arbWrite, fc.integer({ min: 0, max: 7 }), (f, w, outAt) => {
+        const src = new Uint8Array(w.srcLead + w.length + 8).map((_, i) => (i * 31 + 7) & 0xff);
+        const out = new Uint8Array(outAt + 16 + w.length + 4).fill(0xee);
+        const n = encodeMemWriteInto(out, outAt, f, w.address, src, w.srcLead, w.length);
+        const want = goldenEncode(memWriteTlp({ ...f, address: w.address, data: src.slice(w.srcLead, w.srcLead + w.length) }));
+        expect(n).toBe(want.length);
+        expect(out.subarray(outAt, outAt + n)).toEqual(want);
+        expect(out[outAt + n]).toBe(0xee); // nothing written past the TLP
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('refuses what memWriteTlp would not make on this path (partial DWs, 4 KiB crossing, bad fields, no room)', () => {
+    const f: MemWriteFields = { requesterId: 1, tc: 0, ro: false, ns: false, ido: false, th: false };
+    const src = new Uint8Array(8192);
+    const out = new Uint8Array(8192);
+    const code = (fn: () => void): string | undefined => {
+      try {
+        fn();
+      } catch (e) {
+        expect(e).toBeInstanceOf(TlpwireError);
+        return (e as TlpwireError).code;
+      }
+      return undefined;
+    };
+    expect(code(() => encodeMemWriteInto(out, 0, f, 0x1002, src, 0, 8))).toBe('ERR_TLP_FIELD');
+    expect(code(() => encodeMemWriteInto(out, 0, f, 0x1000, src, 0, 6))).toBe('ERR_TLP_FIELD');
+    expect(code(() => encodeMemWriteInto(out, 0, f, 0x1000, src, 0, 0))).toBe('ERR_TLP_FIELD');
+    expect(code(() => encodeMemWriteInto(out, 0, f, 0x1f00, src, 0, 512))).toBe('ERR_TLP_4K_CROSSING');
+    expect(code(() => encodeMemWriteInto(out, 8100, f, 0x1000, src, 0, 256))).toBe('ERR_TLP_TRUNCATED');
+    expect(code(() => encodeMemWriteInto(out, 0, f, 0x1000, src, 8000, 256))).toBe('ERR_TLP_FIELD');
+    expect(code(() => checkMemWriteFields({ ...f, requesterId: 0x10000 }))).toBe('ERR_TLP_FIELD');
+    expect(code(() => checkMemWriteFields({ ...f, tc: 8 }))).toBe('ERR_TLP_FIELD');
+    expect(code(() => checkMemWriteFields({ ...f, ro: 1 as unknown as boolean }))).toBe('ERR_TLP_FIELD');
+    expect(code(() => checkMemWriteFields(f))).toBeUndefined();
+  });
+});
+
+describe('encodeCompletionDataInto', () => {
+  it('writes the golden bytes of the CplD completionTlp makes with the zero-padded payload completionsFor uses', () => {
+    fc.assert(
+      fc.property(
+        arbCompletionFields,
+        fc.integer({ min: 0, max: 3 }),
+        fc.integer({ min: 1, max: 4092 }),
+        fc.integer({ min: 0, max: 4096 }),
+        fc.integer({ min: 0, max: 127 }),
+        (f, lead, bytes, extra, lowerAddress) => {
+          const payload = (lead + bytes + 3) & ~3;
+          const byteCount = Math.min(4096, bytes + extra);
+          const src = new Uint8Array(bytes + 9).map((_, i) => (i * 13 + 5) & 0xff);
+          const out = new Uint8Array(12 + payload + 4).fill(0xee);
+          const n = encodeCompletionDataInto(out, 0, f, byteCount, lowerAddress, src, 9, lead, bytes);
+          const data = new Uint8Array(payload);
+          data.set(src.subarray(9, 9 + bytes), lead);
+          const { locked, ...rest } = f;
+          const want = goldenEncode(completionTlp({ ...rest, locked, byteCount, lowerAddress, data }));
+          expect(n).toBe(want.length);
+          expect(out.subarray(0, n)).toEqual(want);
+          expect(out[n]).toBe(0xee);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('refuses bad per-completion values and bad fields', () => {
+    const f: CompletionFields = { completerId: 0, requesterId: 1, tag: 5, tc: 0, ro: false, ns: false, ido: false, locked: false };
+    const src = new Uint8Array(4096);
+    const out = new Uint8Array(8192);
+    expect(() => encodeCompletionDataInto(out, 0, f, 0, 0, src, 0, 0, 4)).toThrow(TlpwireError);
+    expect(() => encodeCompletionDataInto(out, 0, f, 4097, 0, src, 0, 0, 4)).toThrow(TlpwireError);
+    expect(() => encodeCompletionDataInto(out, 0, f, 4, 128, src, 0, 0, 4)).toThrow(TlpwireError);
+    expect(() => encodeCompletionDataInto(out, 0, f, 4, 0, src, 0, 4, 4)).toThrow(TlpwireError);
+    expect(() => encodeCompletionDataInto(out, 0, f, 4096, 0, src, 0, 1, 4096)).toThrow(TlpwireError);
+    expect(() => checkCompletionFields({ ...f, tag: 1024 })).toThrow(TlpwireError);
+    expect(() => checkCompletionFields({ ...f, completerId: -1 })).toThrow(TlpwireError);
+    expect(() => checkCompletionFields(f)).not.toThrow();
+  });
+});
+
+/** decodeTlp's answer for the bytes, or undefined when it throws. */
+function decoded(bytes: Uint8Array): MemTlp | CplTlp | undefined {
+  try {
+    return decodeTlp(bytes) as MemTlp | CplTlp;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Mutations that keep the kind (byte 0) but may break anything else. */
+function mutate(bytes: Uint8Array, flips: readonly { at: number; xor: number }[], cut: number): Uint8Array {
+  const b = bytes.slice(0, Math.max(1, bytes.length - cut));
+  for (const { at, xor } of flips) if (at >= 1 && at < b.length) b[at] = b[at]! ^ xor;
+  return b;
+}
+
+const arbFlips = fc.array(fc.record({ at: fc.integer({ min: 1, max: 24 }), xor: fc.integer({ min: 1, max: 255 }) }), { maxLength: 3 });
+
+describe('parseMemWrite', () => {
+  it('accepts an MWr/MWr64 without digest exactly when decodeTlp does, with the same fields', () => {
+    fc.assert(
+      fc.property(fc.oneof(arbTlpOfKind('MWr'), arbTlpOfKind('MWr64')), arbFlips, fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 5 }), (t, flips, cut, at) => {
+        const clean = goldenEncode(t);
+        const bytes = flips.length === 0 && cut === 0 ? clean : mutate(clean, flips, cut * 4);
+        const buf = new Uint8Array(at + bytes.length + 3);
+        buf.set(bytes, at);
+        const v = new MemWriteView();
+        const ok = parseMemWrite(buf, at, bytes.length, v);
+        const d = decoded(bytes) as MemTlp | undefined;
+        const fastCase = d !== undefined && !d.td && (d.kind === 'MWr' || d.kind === 'MWr64');
+        expect(ok).toBe(fastCase);
+        if (!ok || d === undefined) return;
+        expect({
+          kind: v.wide ? 'MWr64' : 'MWr',
+          requesterId: v.requesterId,
+          tag: v.tag,
+          tc: v.tc,
+          ido: v.ido,
+          ro: v.ro,
+          ns: v.ns,
+          ln: v.ln,
+          th: v.th,
+          ep: v.ep,
+          at: v.at,
+          lengthDw: v.lengthDw,
+          firstBe: v.firstBe,
+          lastBe: v.lastBe,
+          addressHi: v.addressHi,
+          addressLo: v.addressLo,
+          ph: v.ph,
+        }).toEqual({
+          kind: d.kind,
+          requesterId: d.requesterId,
+          tag: d.tag,
+          tc: d.tc,
+          ido: d.ido,
+          ro: d.ro,
+          ns: d.ns,
+          ln: d.ln,
+          th: d.th,
+          ep: d.ep,
+          at: d.at,
+          lengthDw: d.lengthDw,
+          firstBe: d.firstBe,
+          lastBe: d.lastBe,
+          addressHi: d.addressHi,
+          addressLo: d.addressLo,
+          ph: d.ph,
+        });
+        expect(buf.subarray(v.dataOffset, v.dataOffset + v.dataLength)).toEqual(d.data);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('declines every other kind', () => {
+    fc.assert(
+      fc.property(fc.oneof(arbTlpOfKind('MRd'), arbTlpOfKind('CplD'), arbTlpOfKind('MsgD'), arbTlpOfKind('CfgWr0')), (t) => {
+        const b = goldenEncode(t);
+        expect(parseMemWrite(b, 0, b.length, new MemWriteView())).toBe(false);
+      }),
+    );
+  });
+});
+
+describe('parseCompletionData', () => {
+  it('accepts a CplD/CplDLk without digest exactly when decodeTlp does, with the same fields', () => {
+    fc.assert(
+      fc.property(fc.oneof(arbTlpOfKind('CplD'), arbTlpOfKind('CplDLk')), arbFlips, fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 5 }), (t, flips, cut, at) => {
+        const clean = goldenEncode(t);
+        const bytes = flips.length === 0 && cut === 0 ? clean : mutate(clean, flips, cut * 4);
+        const buf = new Uint8Array(at + bytes.length + 3);
+        buf.set(bytes, at);
+        const v = new CompletionView();
+        const ok = parseCompletionData(buf, at, bytes.length, v);
+        const d = decoded(bytes) as CplTlp | undefined;
+        const fastCase = d !== undefined && !d.td && (d.kind === 'CplD' || d.kind === 'CplDLk');
+        expect(ok).toBe(fastCase);
+        if (!ok || d === undefined) return;
+        const STATUS = ['SC', 'UR', 'CRS', undefined, 'CA'];
+        expect({
+          kind: v.locked ? 'CplDLk' : 'CplD',
+          completerId: v.completerId,
+          status: STATUS[v.status],
+          bcm: v.bcm,
+          byteCount: v.byteCount,
+          requesterId: v.requesterId,
+          tag: v.tag,
+          lowerAddress: v.lowerAddress,
+          tc: v.tc,
+          ido: v.ido,
+          ro: v.ro,
+          ns: v.ns,
+          ep: v.ep,
+          lengthDw: v.lengthDw,
+        }).toEqual({
+          kind: d.kind,
+          completerId: d.completerId,
+          status: d.status,
+          bcm: d.bcm,
+          byteCount: d.byteCount,
+          requesterId: d.requesterId,
+          tag: d.tag,
+          lowerAddress: d.lowerAddress,
+          tc: d.tc,
+          ido: d.ido,
+          ro: d.ro,
+          ns: d.ns,
+          ep: d.ep,
+          lengthDw: d.lengthDw,
+        });
+        expect(buf.subarray(v.dataOffset, v.dataOffset + v.dataLength)).toEqual(d.data);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('declines every other kind', () => {
+    fc.assert(
+      fc.property(fc.oneof(arbTlpOfKind('Cpl'), arbTlpOfKind('MWr'), arbTlpOfKind('CplLk')), (t) => {
+        const b = goldenEncode(t);
+        expect(parseCompletionData(b, 0, b.length, new CompletionView())).toBe(false);
+      }),
+    );
+  });
+});
+
+describe('the fast paths between themselves', () => {
+  it('a write encoded by encodeMemWriteInto parses back to its fields (above 4 GiB too)', () => {
+    const f: MemWriteFields = { requesterId: 0x0100, tc: 3, ro: true, ns: false, ido: true, th: false };
+    for (const address of [0x1000, 0xffff_f000, FOUR_GIB, 7 * FOUR_GIB + 0x1234_5000]) {
+      const src = new Uint8Array(256).map((_, i) => i);
+      const out = new Uint8Array(300);
+      const n = encodeMemWriteInto(out, 0, f, address, src, 0, 256);
+      const v = new MemWriteView();
+      expect(parseMemWrite(out, 0, n, v)).toBe(true);
+      expect(v.addressHi * FOUR_GIB + v.addressLo).toBe(address);
+      expect([v.wide, v.requesterId, v.tc, v.ro, v.ido, v.lengthDw, v.firstBe, v.lastBe]).toEqual([address >= FOUR_GIB, 0x0100, 3, true, true, 64, 0xf, 0xf]);
+      expect(out.subarray(v.dataOffset, v.dataOffset + v.dataLength)).toEqual(src);
+    }
+  });
+});

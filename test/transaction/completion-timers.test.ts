@@ -1,0 +1,82 @@
+/**
+ * The requester's completion timers (one clock timer for all outstanding requests, oldest
+ * first): every request that is answered in time completes, every one that is not times out at
+ * exactly its send time plus the timeout, whatever the interleaving of sends, answers and reuse
+ * of tags.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { TlpwireError } from '../../src/core/index.js';
+import { VirtualClock } from '../../src/sim/index.js';
+import type { MemTlp, Tlp } from '../../src/tlp/index.js';
+import { Requester, completionsFor, cplTimeoutNs, type EnqueueOptions } from '../../src/transaction/index.js';
+
+const TIMEOUT = { range: 0b0010 } as const; // 1 ms
+const T = cplTimeoutNs(TIMEOUT)!;
+
+describe('completion timers', () => {
+  it('time out exactly the requests answered too late, at their send time plus the timeout', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.record({ gap: fc.integer({ min: 0, max: 400_000 }), delay: fc.oneof(fc.integer({ min: 1, max: T - 1 }), fc.integer({ min: T + 1, max: 2 * T })) }), { minLength: 1, maxLength: 60 }),
+        async (reads) => {
+          const clock = new VirtualClock();
+          const sent: { tlp: MemTlp; at: number }[] = [];
+          const out = {
+            enqueue(tlp: Tlp, o?: EnqueueOptions): void {
+              sent.push({ tlp: tlp as MemTlp, at: clock.nowNs() });
+              o?.onSent?.();
+            },
+          };
+          const req = new Requester(out, {
+            clock,
+            config: { requesterId: 0x100, maxPayloadSize: 256, maxReadRequestSize: 512, rcb: 64, cplTimeout: TIMEOUT, tag10Bit: false, maxOutstandingTags: 8 },
+          });
+          const outcome: { ok: boolean; at: number; index: number }[] = [];
+          let t = 0;
+          for (const [i, r] of reads.entries()) {
+            t += r.gap;
+            clock.setTimer(t - clock.nowNs(), () => {
+              req.memRead(0x1000 + i * 512, 512).then(
+                () => outcome.push({ ok: true, at: clock.nowNs(), index: i }),
+                (e: unknown) => {
+                  expect(e).toBeInstanceOf(TlpwireError);
+                  expect((e as TlpwireError).code).toBe('ERR_CPL_TIMEOUT');
+                  outcome.push({ ok: false, at: clock.nowNs(), index: i });
+                },
+              );
+            });
+          }
+          // Answer every request `delay` after it was sent (the delay of the read it belongs to).
+          const answered = new Set<MemTlp>();
+          let guard = 0;
+          while ((clock.pending > 0 || sent.some((s) => !answered.has(s.tlp))) && guard++ < 100_000) {
+            for (const s of sent) {
+              if (answered.has(s.tlp)) continue;
+              answered.add(s.tlp);
+              const readIndex = (s.tlp.addressLo - 0x1000) / 512;
+              const delay = reads[readIndex]!.delay;
+              clock.setTimer(s.at + delay - clock.nowNs(), () => {
+                for (const c of completionsFor(s.tlp, new Uint8Array(512), { completerId: 0, rcb: 64, mps: 256 })) req.handleCompletion(c);
+              });
+            }
+            if (!clock.step()) break;
+            for (let k = 0; k < 4; k++) await Promise.resolve();
+          }
+          for (let k = 0; k < 8; k++) await Promise.resolve();
+          expect(outcome.length).toBe(reads.length);
+          const timedOut = outcome.filter((o) => !o.ok);
+          expect(timedOut.length).toBe(reads.filter((r) => r.delay > T).length);
+          // With 8 tags some reads waited: the timeout runs from when their MRd went out.
+          const sentAt = (i: number): number => sent.find((x) => x.tlp.addressLo === 0x1000 + i * 512)!.at;
+          for (const o of timedOut) expect(o.at - sentAt(o.index)).toBe(T);
+          expect(outcome.filter((o) => !o.ok).map((o) => o.index).sort((x, y) => x - y)).toEqual(
+            reads.flatMap((r, i) => (r.delay > T ? [i] : [])),
+          );
+          expect(req.stats().tagsInUse).toBe(0);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+});
