@@ -7,6 +7,7 @@ import { registerEpCommands } from './ep-command.js';
 import { registerLinktestCommands } from './linktest-command.js';
 import { registerDemoCommands } from './demo-command.js';
 import { registerLitmusCommands } from './litmus-command.js';
+import { registerStressCommands } from './stress-command.js';
 
 /** Exit codes: 0 ok, 1 the job failed, 2 usage errors (bad flags, bad input). */
 export const EXIT_OK = 0;
@@ -40,6 +41,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
   registerLinktestCommands(program, io, setCode);
   registerDemoCommands(program, io, setCode);
   registerLitmusCommands(program, io, setCode);
+  registerStressCommands(program, io, setCode);
 
   try {
     await program.parseAsync(argv as string[], { from: 'user' });

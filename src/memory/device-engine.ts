@@ -1,6 +1,6 @@
 import { type Clock, type Counters, type Logger, type Rng, type TimerHandle, TlpwireError, errorMessage, silentLogger } from '../core/index.js';
 import { IOMMU_PAGE_SIZE } from '../spec/index.js';
-import { DEVICE_BARRIER_KINDS, type DeviceBarrierKind, type DmaPort, type DmaWriteOptions, type MemoryPlatform } from './types.js';
+import { DEVICE_BARRIER_KINDS, type DeviceBarrierKind, type DmaPort, type DmaReadCallback, type DmaWriteOptions, type MemoryPlatform } from './types.js';
 
 export interface DeviceEngineOptions {
   platform: MemoryPlatform;
@@ -75,6 +75,13 @@ class PendingWrite {
     /** Every read with a smaller id must have completed before this write leaves. */
     readonly readGate: number,
   ) {}
+  // weak: overlap bookkeeping, so that deciding whether a write may leave is O(1)
+  /** Earlier pending writes to overlapping bytes (it must wait for them). */
+  blockers = 0;
+  /** Later pending writes to overlapping bytes. */
+  dependents = 0;
+  /** Earlier reads of overlapping bytes still outstanding (a read must not see a later write). */
+  readBlockers = 0;
 }
 
 const WAITING = 0;
@@ -86,8 +93,12 @@ class ReadOp {
   state = WAITING;
   /** Earlier writes to these bytes not yet emitted when the read left: their data is forwarded. */
   forwards: PendingWrite[] | undefined = undefined;
-  resolve!: (data: Uint8Array) => void;
-  reject!: (err: unknown) => void;
+  resolve: ((data: Uint8Array) => void) | undefined = undefined;
+  reject: ((err: unknown) => void) | undefined = undefined;
+  /** The callback form (readCb): called after the engine's own bookkeeping, never re-entrantly. */
+  done: DmaReadCallback | undefined = undefined;
+  /** weak: later pending writes to overlapping bytes that wait for this read. */
+  blocks = 0;
   constructor(
     readonly id: number,
     readonly seq: number,
@@ -240,6 +251,25 @@ export class DeviceEngine {
       this.clock.nowNs() + (this.rng.chance(this.slowWriteP) ? this.rng.int(this.maxResidenceNs + 1) : this.rng.int(this.writeDelayNs + 1)),
       this.platform === 'tso' ? this.nextReadId : this.writeReadGate,
     );
+    if (this.platform === 'weak') {
+      const len = w.data.length;
+      const p = this.pending;
+      for (let j = 0; j < p.length; j++) {
+        const q = p[j]!;
+        if (overlaps(q.address, q.data.length, address, len)) {
+          q.dependents++;
+          w.blockers++;
+        }
+      }
+      const o = this.outstanding;
+      for (let j = 0; j < o.length; j++) {
+        const r = o[j]!;
+        if (overlaps(r.address, r.length, address, len)) {
+          r.blocks++;
+          w.readBlockers++;
+        }
+      }
+    }
     this.pending.push(w);
     // A later read must see this write: read-ahead data of these bytes is now too old.
     if (this.spec.length > 0) this.invalidateSpec(address, w.data.length);
@@ -273,9 +303,7 @@ export class DeviceEngine {
 
   /** A DMA read; rejects with the port's error (UR/CA, completion timeout). */
   read(address: number, length: number): Promise<Uint8Array> {
-    this.nReads++;
-    const id = this.nextReadId++;
-    const r = new ReadOp(id, this.opSeq++, address, length, this.platform === 'tso' ? id : this.readFence, this.writeFence);
+    const r = this.newRead(address, length);
     const p = new Promise<Uint8Array>((resolve, reject) => {
       r.resolve = resolve;
       r.reject = reject;
@@ -283,6 +311,24 @@ export class DeviceEngine {
     this.outstanding.push(r);
     this.tryIssue(r);
     return p;
+  }
+
+  /**
+   * The same read with a callback (the simulator's fast path): `done(data)` or
+   * `done(undefined, err)`, called from the event that completed the read (or a deferred one),
+   * never from inside this call. With a port that has `readCb`, no promise is involved at all.
+   */
+  readCb(address: number, length: number, done: DmaReadCallback): void {
+    const r = this.newRead(address, length);
+    r.done = done;
+    this.outstanding.push(r);
+    this.tryIssue(r);
+  }
+
+  private newRead(address: number, length: number): ReadOp {
+    this.nReads++;
+    const id = this.nextReadId++;
+    return new ReadOp(id, this.opSeq++, address, length, this.platform === 'tso' ? id : this.readFence, this.writeFence);
   }
 
   // ---- barriers -------------------------------------------------------------------------------
@@ -295,10 +341,14 @@ export class DeviceEngine {
 
   /** Reads after it are issued only when every read before it has completed. */
   rmb(): Promise<void> {
+    this.readBarrier();
+    return this.waitFor(this.nextReadId, 0);
+  }
+
+  private readBarrier(): void {
     this.count('rmb');
     this.readFence = this.nextReadId;
     this.spec = [];
-    return this.waitFor(this.nextReadId, 0);
   }
 
   /** Both, plus writes before reads: earlier writes are emitted before later reads are issued. */
@@ -336,6 +386,36 @@ export class DeviceEngine {
     }
   }
 
+  /**
+   * `barrier` with a callback: true when it is complete at once; otherwise `done` is called
+   * later from the clock's event loop (never from inside this call).
+   */
+  barrierCb(kind: DeviceBarrierKind, done: () => void): boolean {
+    switch (kind) {
+      case 'wmb':
+        this.wmb();
+        return true;
+      case 'rmb':
+        this.readBarrier();
+        return this.waitForCb(this.nextReadId, 0, done);
+      case 'mb':
+        this.count('mb');
+        this.fence();
+        return this.waitForCb(this.nextReadId, this.opSeq, done);
+      case 'virt_wmb':
+      case 'virt_rmb':
+        this.count(kind);
+        return true;
+      case 'virt_mb':
+        this.count(kind);
+        if (this.platform !== 'tso') return true;
+        this.fence();
+        return this.waitForCb(this.nextReadId, this.opSeq, done);
+      default:
+        throw new TlpwireError('ERR_USAGE', `unknown device barrier ${String(kind)}`);
+    }
+  }
+
   stats(): DeviceEngineStats {
     const barriers = {} as Record<DeviceBarrierKind, number>;
     DEVICE_BARRIER_KINDS.forEach((k, i) => {
@@ -361,6 +441,12 @@ export class DeviceEngine {
   }
 
   private fullBarrier(): Promise<void> {
+    this.fence();
+    return this.waitFor(this.nextReadId, this.opSeq);
+  }
+
+  /** The ordering state a full barrier sets up (its wait is the caller's). */
+  private fence(): void {
     if (this.platform === 'weak') this.epoch++;
     this.readFence = this.nextReadId;
     this.spec = [];
@@ -368,7 +454,6 @@ export class DeviceEngine {
     this.writeReadGate = this.nextReadId;
     this.forceSeq = this.opSeq;
     this.pump();
-    return this.waitFor(this.nextReadId, this.opSeq);
   }
 
   private lowestIncompleteRead(): number {
@@ -382,6 +467,13 @@ export class DeviceEngine {
   private waitFor(readId: number, writeSeq: number): Promise<void> {
     if (this.lowestIncompleteRead() >= readId && this.writesEmittedBefore(writeSeq)) return RESOLVED;
     return new Promise<void>((resolve) => this.waiters.push({ readId, writeSeq, resolve }));
+  }
+
+  private waitForCb(readId: number, writeSeq: number, done: () => void): boolean {
+    if (this.lowestIncompleteRead() >= readId && this.writesEmittedBefore(writeSeq)) return true;
+    // resolved from inside pump(): deferred, so the continuation never re-enters the engine
+    this.waiters.push({ readId, writeSeq, resolve: () => this.clock.defer(done) });
+    return false;
   }
 
   private checkWaiters(): void {
@@ -405,15 +497,9 @@ export class DeviceEngine {
     const w = p[i]!;
     if (this.lowestIncompleteRead() < w.readGate) return false;
     if (this.platform === 'tso') return i === 0;
-    if (w.epoch !== p[0]!.epoch) return false;
-    for (let j = 0; j < i; j++) if (overlaps(p[j]!.address, p[j]!.data.length, w.address, w.data.length)) return false;
-    // A read must not see a write that follows it in program order.
-    const o = this.outstanding;
-    for (let j = 0; j < o.length; j++) {
-      const r = o[j]!;
-      if (r.seq < w.seq && overlaps(r.address, r.length, w.address, w.data.length)) return false;
-    }
-    return true;
+    // not behind an earlier write to the same bytes, and a read must not see a write that
+    // follows it in program order (counts kept by write(), emit() and readFinished())
+    return w.epoch === p[0]!.epoch && w.blockers === 0 && w.readBlockers === 0;
   }
 
   /** Indices of emittable writes among those with seq < maxSeq, into eligibleScratch; returns the count. */
@@ -453,6 +539,10 @@ export class DeviceEngine {
       p.length--;
     }
     this.nEmitted++;
+    if (w.dependents > 0) {
+      // it had no earlier overlapping write (it was eligible): every overlapping one is later
+      for (let j = 0; j < p.length; j++) if (overlaps(p[j]!.address, p[j]!.data.length, w.address, w.data.length)) p[j]!.blockers--;
+    }
     if (this.spec.length > 0) this.invalidateSpec(w.address, w.data.length);
     try {
       const r = this.port.write(w.address, w.data, w.relaxed ? RELAXED : undefined);
@@ -546,17 +636,22 @@ export class DeviceEngine {
         return;
       }
     }
-    let pr: Promise<Uint8Array>;
+    const port = this.port;
     try {
-      pr = this.port.read(r.address, r.length);
+      if (port.readCb !== undefined) {
+        port.readCb(r.address, r.length, (data, err) => this.readFinished(r, data, err, true));
+        return;
+      }
+      port.read(r.address, r.length).then(
+        (data) => this.readFinished(r, data, undefined, true),
+        (err: unknown) => this.readFinished(r, undefined, err, true),
+      );
     } catch (err) {
-      this.readFinished(r, undefined, err, true);
-      return;
+      // A callback reader is answered later, so its completion never re-enters the caller
+      // (we may be inside read() or pump()); a promise defers by itself.
+      if (r.done === undefined) this.readFinished(r, undefined, err, true);
+      else this.clock.defer(() => this.readFinished(r, undefined, err, true));
     }
-    pr.then(
-      (data) => this.readFinished(r, data, undefined, true),
-      (err: unknown) => this.readFinished(r, undefined, err, true),
-    );
   }
 
   private readFinished(r: ReadOp, data: Uint8Array | undefined, err: unknown, fromFabric: boolean): void {
@@ -569,6 +664,14 @@ export class DeviceEngine {
       for (let j = i; j < o.length - 1; j++) o[j] = o[j + 1]!;
       o.length--;
     }
+    if (r.blocks > 0) {
+      r.blocks = 0;
+      const p = this.pending;
+      for (let j = 0; j < p.length; j++) {
+        const w = p[j]!;
+        if (w.seq > r.seq && overlaps(w.address, w.data.length, r.address, r.length)) w.readBlockers--;
+      }
+    }
     if (data !== undefined) {
       const f = r.forwards;
       if (f !== undefined) {
@@ -579,13 +682,20 @@ export class DeviceEngine {
         }
         r.forwards = undefined;
       }
-      r.resolve(data);
+      if (r.done === undefined) r.resolve?.(data);
     } else {
       this.nReadErrors++;
-      r.reject(err);
+      r.reject?.(err);
     }
     // A completed read may release later reads, gated writes and barriers.
     this.pump();
+    // The callback form continues the reader now, from this event, after the engine is consistent.
+    if (r.done !== undefined) {
+      const done = r.done;
+      r.done = undefined;
+      if (data !== undefined) done(data, undefined);
+      else done(undefined, err);
+    }
   }
 
   /** weak: a read-ahead MRd for the bytes after `r` in its 4 KiB page, racing `r` in the fabric. */
@@ -598,21 +708,17 @@ export class DeviceEngine {
     if (this.spec.length >= MAX_SPEC_LINES) this.spec.shift();
     this.spec.push(line);
     this.nSpecReads++;
-    let pr: Promise<Uint8Array>;
+    const landed = (data: Uint8Array | undefined): void => {
+      // A speculative read that fails is simply forgotten (the demand read reports its own error).
+      if (data === undefined || line.stale || data.length < length) this.dropSpec(line);
+      else line.data = data;
+    };
     try {
-      pr = this.port.read(start, length);
+      if (this.port.readCb !== undefined) this.port.readCb(start, length, landed);
+      else this.port.read(start, length).then(landed, () => landed(undefined));
     } catch {
       this.dropSpec(line);
-      return;
     }
-    pr.then(
-      (data) => {
-        if (line.stale || data.length < length) this.dropSpec(line);
-        else line.data = data;
-      },
-      // A speculative read that fails is simply forgotten (the demand read reports its own error).
-      () => this.dropSpec(line),
-    );
   }
 
   /** Arrived read-ahead data that may answer `r`, if any. */

@@ -102,11 +102,26 @@ class PendingStore {
   deps = 0;
   /** weak: later pending stores that overlap it. */
   dependents = 0;
+  /** weak: the lines it spans in the line index, and a visit mark for scans over it. */
+  line0 = 0;
+  line1 = 0;
+  mark = 0;
 }
 
 function overlaps(a: number, alen: number, b: number, blen: number): boolean {
   return a < b + blen && b < a + alen;
 }
+
+/**
+ * Overlap checks look only at stores (and device writes) in the same 256-byte lines: with a
+ * large store buffer, scanning every pending store on every store would dominate a stress run.
+ */
+const LINE_BYTES = 256;
+function lineOf(address: number): number {
+  return address <= 0xffff_ffff ? address >>> 8 : Math.floor(address / LINE_BYTES);
+}
+/** Buckets of the device-write history's line filter (a counting filter: collisions only cost a scan). */
+const LOG_FILTER_SIZE = 4096;
 
 /**
  * The host CPU's memory model over HostRam, with Linux's barrier primitives. One HostCpu stands
@@ -163,6 +178,11 @@ export class HostCpu implements RamWriteObserver {
   private horizon = 0;
   private readonly candidates: number[] = [];
   private readonly detachObserver: (() => void) | undefined;
+  /** weak: pending stores by line (see lineOf). */
+  private readonly lineIndex = new Map<number, PendingStore[]>();
+  private markStamp = 0;
+  /** weak: history entries per line bucket; a zero says no entry touches the line. */
+  private readonly logLines = new Uint32Array(LOG_FILTER_SIZE);
 
   private readonly scratch = new Uint8Array(8);
   private readonly scratchView = new DataView(this.scratch.buffer);
@@ -315,8 +335,11 @@ export class HostCpu implements RamWriteObserver {
 
   /** Makes every pending store visible now (in program order); returns how many. */
   drain(): number {
-    const n = this.pending.length;
-    while (this.pending.length > 0) this.retire(0);
+    const p = this.pending;
+    const n = p.length;
+    // in program order, as retire(0) n times would, without shifting the array each time
+    for (let i = 0; i < n; i++) this.retireStore(p[i]!);
+    p.length = 0;
     return n;
   }
 
@@ -490,6 +513,7 @@ export class HostCpu implements RamWriteObserver {
     this.logTime[slot] = this.clock.nowNs();
     this.logSeen[slot] = 0;
     this.logCount++;
+    this.filterAdd(address, length, 1);
   }
 
   /**
@@ -497,6 +521,7 @@ export class HostCpu implements RamWriteObserver {
    * that location's order, so no load may "restore" them any more.
    */
   afterCpuStore(address: number, length: number): void {
+    if (!this.filterHit(address, length)) return;
     const end = address + length;
     const mask = this.logMask;
     for (let i = 0, slot = this.logHead; i < this.logCount; i++, slot = (slot + 1) & mask) {
@@ -535,12 +560,24 @@ export class HostCpu implements RamWriteObserver {
     e.dependents = 0;
     const p = this.pending;
     if (this.platform === 'weak') {
-      for (let j = 0; j < p.length; j++) {
-        const q = p[j]!;
-        if (q.address < address + length && address < q.address + q.length) {
-          q.dependents++;
-          e.deps++;
+      const l0 = lineOf(address);
+      const l1 = lineOf(address + length - 1);
+      e.line0 = l0;
+      e.line1 = l1;
+      const st = ++this.markStamp;
+      for (let l = l0; l <= l1; l++) {
+        let list = this.lineIndex.get(l);
+        if (list === undefined) this.lineIndex.set(l, (list = []));
+        for (let j = 0; j < list.length; j++) {
+          const q = list[j]!;
+          if (q.mark === st) continue;
+          q.mark = st;
+          if (q.address < address + length && address < q.address + q.length) {
+            q.dependents++;
+            e.deps++;
+          }
         }
+        list.push(e);
       }
     }
     p.push(e);
@@ -575,8 +612,31 @@ export class HostCpu implements RamWriteObserver {
       for (let j = i; j < p.length - 1; j++) p[j] = p[j + 1]!;
       p.length--;
     }
-    if (e.dependents > 0) {
-      for (let j = i; j < p.length; j++) if (overlaps(p[j]!.address, p[j]!.length, e.address, e.length)) p[j]!.deps--;
+    this.retireStore(e);
+  }
+
+  /** Makes one store visible and forgets it (the caller takes it out of `pending`). */
+  private retireStore(e: PendingStore): void {
+    if (this.platform === 'weak') {
+      for (let l = e.line0; l <= e.line1; l++) {
+        const list = this.lineIndex.get(l)!;
+        const k = list.indexOf(e);
+        list[k] = list[list.length - 1]!;
+        list.pop();
+      }
+      if (e.dependents > 0) {
+        // it may go only with no earlier overlapping store pending: every overlapping one is later
+        const st = ++this.markStamp;
+        for (let l = e.line0; l <= e.line1; l++) {
+          const list = this.lineIndex.get(l)!;
+          for (let j = 0; j < list.length; j++) {
+            const q = list[j]!;
+            if (q.mark === st) continue;
+            q.mark = st;
+            if (overlaps(q.address, q.length, e.address, e.length)) q.deps--;
+          }
+        }
+      }
     }
     this.makeVisible(e);
     this.storePool.push(e);
@@ -632,12 +692,32 @@ export class HostCpu implements RamWriteObserver {
     // Every store whose time has come (within the quantum) and that the platform lets go. Each
     // deadline is at most maxResidence after its store, and older stores have earlier bounds,
     // so no store stays invisible longer than that.
+    //
+    // One pass that keeps the survivors in place (w of them so far): the same stores in the same
+    // order as retiring them one by one from the array, without shifting it each time. The
+    // oldest pending store is the first survivor, or (none yet) the store at hand.
     const due = this.clock.nowNs() + this.quantumNs;
-    for (let i = 0; i < p.length; ) {
-      if (p[i]!.epoch !== p[0]!.epoch) break;
-      if (p[i]!.deadline <= due && this.eligible(i)) this.retire(i);
-      else if (this.platform === 'tso') break;
-      else i++;
+    const tso = this.platform === 'tso';
+    const n = p.length;
+    let w = 0;
+    let i = 0;
+    for (; i < n; i++) {
+      const e = p[i]!;
+      const oldest = w > 0 ? p[0]!.epoch : e.epoch;
+      if (e.epoch !== oldest) break;
+      // eligible: the oldest store always; on weak, any of the oldest epoch not behind an overlap
+      if (e.deadline <= due && (w === 0 || (!tso && e.deps === 0))) this.retireStore(e);
+      else {
+        p[w++] = e;
+        if (tso) {
+          i++;
+          break;
+        }
+      }
+    }
+    if (w !== i) {
+      for (; i < n; i++) p[w++] = p[i]!;
+      p.length = w;
     }
     this.arm();
   }
@@ -677,6 +757,7 @@ export class HostCpu implements RamWriteObserver {
   private versionedRead(address: number, length: number, dst: Uint8Array, dstOffset: number): void {
     this.prune();
     this.ram.readInto(address, dst, dstOffset, length);
+    if (!this.filterHit(address, length)) return;
     const c = this.candidates;
     const end = address + length;
     const mask = this.logMask;
@@ -714,8 +795,22 @@ export class HostCpu implements RamWriteObserver {
   }
 
   private popOldest(): void {
-    this.logHead = (this.logHead + 1) & this.logMask;
+    const h = this.logHead;
+    this.filterAdd(this.logAddr[h]!, this.logLen[h]!, -1);
+    this.logHead = (h + 1) & this.logMask;
     this.logCount--;
+  }
+
+  private filterAdd(address: number, length: number, d: number): void {
+    const l1 = lineOf(address + Math.max(length, 1) - 1);
+    for (let l = lineOf(address); l <= l1; l++) this.logLines[l % LOG_FILTER_SIZE]! += d;
+  }
+
+  /** Whether some history entry may touch [address, address + length) (false: none does). */
+  private filterHit(address: number, length: number): boolean {
+    const l1 = lineOf(address + Math.max(length, 1) - 1);
+    for (let l = lineOf(address); l <= l1; l++) if (this.logLines[l % LOG_FILTER_SIZE]! !== 0) return true;
+    return false;
   }
 }
 

@@ -170,6 +170,13 @@ export class HostRam {
   // ---- byte ranges ----------------------------------------------------------------------------
 
   readBytes(address: number, length: number): Uint8Array {
+    this.check(address, length);
+    // Fast path (a DMA read): within one written page, one copy and no view of it.
+    const off = this.offsetOf(address);
+    if (off + length <= this.pageSize) {
+      const p = this.pages[this.pageOf(address)];
+      if (p !== undefined) return p.slice(off, off + length);
+    }
     const out = new Uint8Array(length);
     this.readInto(address, out, 0, length);
     return out;
@@ -178,6 +185,16 @@ export class HostRam {
   /** Copies [address, address + length) into `dst` at `dstOffset`. */
   readInto(address: number, dst: Uint8Array, dstOffset = 0, length = dst.length - dstOffset): void {
     this.check(address, length);
+    if (length <= 16) {
+      // Small reads (descriptors, indices): byte copies beat making a view to copy from.
+      const off = this.offsetOf(address);
+      if (off + length <= this.pageSize) {
+        const p = this.pages[this.pageOf(address)];
+        if (p === undefined) dst.fill(0, dstOffset, dstOffset + length);
+        else for (let i = 0; i < length; i++) dst[dstOffset + i] = p[off + i]!;
+        return;
+      }
+    }
     let a = address;
     let o = dstOffset;
     let left = length;

@@ -64,7 +64,16 @@ export interface DmaWriteOptions {
 export interface DmaPort {
   read(address: number, length: number): Promise<Uint8Array>;
   write(address: number, data: Uint8Array, opts?: DmaWriteOptions): void | Promise<void>;
+  /**
+   * Optional callback form of `read` (a simulator fabric's fast path: no promise per read).
+   * `done(data)` or `done(undefined, err)`, called later from the clock's event loop, never
+   * from inside this call.
+   */
+  readCb?(address: number, length: number, done: DmaReadCallback): void;
 }
+
+/** Completion of a callback read: the data, or (data undefined) the error. */
+export type DmaReadCallback = (data: Uint8Array | undefined, err: unknown) => void;
 
 export type MmioSize = 1 | 2 | 4 | 8;
 

@@ -1,6 +1,6 @@
 import { type Clock, type TimerHandle, Counters, FixedQueue, TlpwireError, errorMessage } from '../core/index.js';
 import { VIRTIO_NET_CONFIG, VIRTIO_NET_F, VIRTIO_NET_HDR_F, VIRTIO_NET_S_LINK_UP } from '../spec/index.js';
-import type { DeviceChain, DeviceMemory, SplitRingDevice, UsedElem } from '../virtio/index.js';
+import { type DeviceChain, type DeviceMemory, type DmaTask, type ReadManyStep, type SplitRingDevice, type UsedElem, readStep, runDmaTask } from '../virtio/index.js';
 import type { NetBackend } from './backend.js';
 import { checkFrameSize } from './frame-size.js';
 import {
@@ -126,11 +126,11 @@ export class VirtioNetDevice {
   private txAgain = false;
   /** The worker used up its weight: run again after other events (not from a microtask). */
   private txYield = false;
-  private txRun: Promise<void> = Promise.resolve();
+  private txRun: WorkerRun = WorkerRun.FINISHED;
   private rxBusy = false;
   private rxAgain = false;
   private rxYield = false;
-  private rxRun: Promise<void> = Promise.resolve();
+  private rxRun: WorkerRun = WorkerRun.FINISHED;
 
   private readonly rxFrames: FixedQueue<Uint8Array>;
   /** RX chains popped from the ring and not yet filled (MRG_RXBUF may need several per frame). */
@@ -275,12 +275,18 @@ export class VirtioNetDevice {
   }
 
   /** One pass over both queues; true when it moved a chain or a frame. Never rejects. */
-  async poll(): Promise<boolean> {
+  poll(): Promise<boolean> {
+    return new Promise<boolean>((resolve) => this.pollPass(resolve));
+  }
+
+  /** poll() with a callback: the busy-poll loop runs without promises (inside the simulator's event loop). */
+  private pollPass(done: (did: boolean) => void): void {
     const before = this.work;
     this.scheduleTx();
     this.scheduleRx();
-    await Promise.all([this.txRun, this.rxRun]);
-    return this.work !== before;
+    const t = this.txRun;
+    const r = this.rxRun;
+    t.then(() => r.then(() => done(this.work !== before)));
   }
 
   /**
@@ -291,7 +297,7 @@ export class VirtioNetDevice {
     for (;;) {
       const t = this.txRun;
       const r = this.rxRun;
-      await Promise.all([t, r]);
+      await new Promise<void>((resolve) => t.then(() => r.then(resolve)));
       if (t === this.txRun && r === this.rxRun) return;
     }
   }
@@ -325,16 +331,24 @@ export class VirtioNetDevice {
     }
     this.txBusy = true;
     const epoch = this.epoch;
-    this.txRun = this.txWork(epoch).then(
-      () => this.workerDone('tx', epoch),
+    const run = new WorkerRun();
+    this.txRun = run;
+    runDmaTask(
+      this.txWork(epoch),
+      this.mem,
+      () => {
+        this.workerDone('tx', epoch);
+        run.finish();
+      },
       (e: unknown) => {
         this.workerDone('tx', epoch);
         this.fail(e, epoch);
+        run.finish();
       },
     );
   }
 
-  private async txWork(epoch: number): Promise<void> {
+  private *txWork(epoch: number): DmaTask<void> {
     const ring = this.tx!;
     if (!this.polling) ring.disableNotify();
     for (let rounds = 0; ; rounds++) {
@@ -345,12 +359,12 @@ export class VirtioNetDevice {
         return;
       }
       this.txAgain = false;
-      const chains = await ring.pop(this.batch);
+      const chains = yield* ring.popTask(this.batch);
       if (this.stale(epoch)) return;
       if (chains.length === 0) {
         if (this.polling) return;
         // pairs with driver.kick.mb-before-event-check: re-arm, then look once more
-        const more = await ring.enableNotify();
+        const more = yield* ring.enableNotifyTask();
         if (this.stale(epoch)) return;
         if (more || this.txAgain) {
           ring.disableNotify();
@@ -358,7 +372,7 @@ export class VirtioNetDevice {
         }
         return;
       }
-      const slots = await Promise.all(chains.map((c) => this.readTxChain(c)));
+      const slots = yield* this.readTxChains(chains);
       if (this.stale(epoch)) return;
       const used = this.txUsed;
       used.length = 0;
@@ -367,9 +381,9 @@ export class VirtioNetDevice {
         used.push({ head: chains[i]!.head, len: 0 });
       }
       this.work += chains.length;
-      await ring.push(used);
+      yield* ring.pushTask(used);
       if (this.stale(epoch)) return;
-      if (await ring.needNotify()) {
+      if (yield* ring.needNotifyTask()) {
         if (this.stale(epoch)) return;
         this.counters.add('interrupts_tx');
         this.opts.interrupt(NET_TX_QUEUE);
@@ -377,29 +391,63 @@ export class VirtioNetDevice {
     }
   }
 
-  /** Validates a TX chain's shape and reads it by DMA; a string names why it is dropped. */
-  private async readTxChain(c: DeviceChain): Promise<TxSlot | string> {
+  /** Why a TX chain's shape is dropped (a counter name), or undefined when it is fine to read. */
+  private txChainProblem(c: DeviceChain): string | undefined {
     if (c.writable.length > 0) return 'tx_dropped_bad_desc';
     if (c.readableBytes < NET_HDR_SIZE) return 'tx_dropped_bad_header';
     const frameLen = c.readableBytes - NET_HDR_SIZE;
     if (frameLen < ETH_HLEN) return 'tx_dropped_runt';
     if (frameLen > this.maxFrame) return 'tx_dropped_oversize';
-    const mem = this.mem;
-    const segs = c.readable;
-    if (segs.length === 1) {
-      const b = await mem.read(segs[0]!.addr, segs[0]!.len);
-      return { hdr: b, hdrOff: 0, frame: b.subarray(NET_HDR_SIZE) };
+    return undefined;
+  }
+
+  /**
+   * Validates each TX chain's shape and reads the good ones by DMA; a string names why a chain
+   * is dropped. Every read of the batch is issued together (the engine pipelines them),
+   * completions may come in any order.
+   */
+  private *readTxChains(chains: readonly DeviceChain[]): DmaTask<(TxSlot | string)[]> {
+    const slots = new Array<TxSlot | string>(chains.length);
+    const addrs: number[] = [];
+    const lens: number[] = [];
+    for (let i = 0; i < chains.length; i++) {
+      const c = chains[i]!;
+      const why = this.txChainProblem(c);
+      if (why !== undefined) {
+        slots[i] = why;
+        continue;
+      }
+      for (const s of c.readable) {
+        if (s.len === 0 && c.readable.length > 1) continue;
+        addrs.push(s.addr);
+        lens.push(s.len);
+      }
     }
-    // reads are issued together (the engine pipelines them), completions may come in any order
-    const parts = await Promise.all(segs.map((s) => (s.len === 0 ? EMPTY : mem.read(s.addr, s.len))));
-    if (parts.length === 2 && parts[0]!.length === NET_HDR_SIZE) return { hdr: parts[0]!, hdrOff: 0, frame: parts[1]! };
-    const all = new Uint8Array(c.readableBytes);
-    let o = 0;
-    for (const p of parts) {
-      all.set(p, o);
-      o += p.length;
+    if (addrs.length === 0) return slots;
+    const data = addrs.length === 1 ? [(yield readStep(addrs[0]!, lens[0]!)) as Uint8Array] : ((yield { op: 'reads', addrs, lens } satisfies ReadManyStep) as Uint8Array[]);
+    let k = 0;
+    for (let i = 0; i < chains.length; i++) {
+      if (slots[i] !== undefined) continue;
+      const segs = chains[i]!.readable;
+      if (segs.length === 1) {
+        const b = data[k++]!;
+        slots[i] = { hdr: b, hdrOff: 0, frame: b.subarray(NET_HDR_SIZE) };
+        continue;
+      }
+      const parts = segs.map((s) => (s.len === 0 ? EMPTY : data[k++]!));
+      if (parts.length === 2 && parts[0]!.length === NET_HDR_SIZE) {
+        slots[i] = { hdr: parts[0]!, hdrOff: 0, frame: parts[1]! };
+        continue;
+      }
+      const all = new Uint8Array(chains[i]!.readableBytes);
+      let o = 0;
+      for (const p of parts) {
+        all.set(p, o);
+        o += p.length;
+      }
+      slots[i] = { hdr: all, hdrOff: 0, frame: all.subarray(NET_HDR_SIZE) };
     }
-    return { hdr: all, hdrOff: 0, frame: all.subarray(NET_HDR_SIZE) };
+    return slots;
   }
 
   private transmit(slot: TxSlot | string): void {
@@ -484,11 +532,19 @@ export class VirtioNetDevice {
     }
     this.rxBusy = true;
     const epoch = this.epoch;
-    this.rxRun = this.rxWork(epoch).then(
-      () => this.workerDone('rx', epoch),
+    const run = new WorkerRun();
+    this.rxRun = run;
+    runDmaTask(
+      this.rxWork(epoch),
+      this.mem,
+      () => {
+        this.workerDone('rx', epoch);
+        run.finish();
+      },
       (e: unknown) => {
         this.workerDone('rx', epoch);
         this.fail(e, epoch);
+        run.finish();
       },
     );
   }
@@ -498,7 +554,7 @@ export class VirtioNetDevice {
    * flow (the device reads the ring itself); they are re-armed only when the device runs out of
    * buffers and must wait for the driver's refill kick (as vhost-net does).
    */
-  private async rxWork(epoch: number): Promise<void> {
+  private *rxWork(epoch: number): DmaTask<void> {
     const ring = this.rx!;
     for (let rounds = 0; ; rounds++) {
       if (rounds >= WORKER_WEIGHT) {
@@ -516,7 +572,7 @@ export class VirtioNetDevice {
         const need = NET_HDR_SIZE + frame.length;
         // the pool must cover the frame: one chain without MRG_RXBUF, enough bytes with it
         if (this.rxPool.length === 0 || (this.mrg && this.rxPoolBytes < need)) {
-          const got = await this.refillPool(ring, epoch, used);
+          const got = yield* this.refillPool(ring, epoch, used);
           if (this.stale(epoch)) return;
           if (!got) {
             if (this.mrg && this.rxPool.length >= ring.size) {
@@ -538,9 +594,9 @@ export class VirtioNetDevice {
       this.work += frames;
       if (this.rxFrames.length <= this.rxFrames.maxLength / 2) this.resumeBackend();
       if (used.length > 0) {
-        await ring.push(used);
+        yield* ring.pushTask(used);
         if (this.stale(epoch)) return;
-        if (await ring.needNotify()) {
+        if (yield* ring.needNotifyTask()) {
           if (this.stale(epoch)) return;
           this.counters.add('interrupts_rx');
           this.opts.interrupt(NET_RX_QUEUE);
@@ -550,7 +606,7 @@ export class VirtioNetDevice {
         this.counters.add('rx_out_of_buffers');
         if (this.polling) return;
         // pairs with driver.kick.mb-before-event-check: ask for the refill kick, then look again
-        const more = await ring.enableNotify();
+        const more = yield* ring.enableNotifyTask();
         if (this.stale(epoch)) return;
         if (more || this.rxAgain) {
           ring.disableNotify();
@@ -565,8 +621,8 @@ export class VirtioNetDevice {
    * Pops available chains into the pool; malformed ones go straight back with length 0. False
    * when the ring had nothing.
    */
-  private async refillPool(ring: SplitRingDevice, epoch: number, used: UsedElem[]): Promise<boolean> {
-    const chains = await ring.pop(this.batch);
+  private *refillPool(ring: SplitRingDevice, epoch: number, used: UsedElem[]): DmaTask<boolean> {
+    const chains = yield* ring.popTask(this.batch);
     if (this.stale(epoch)) return false;
     if (chains.length === 0) return false;
     for (const c of chains) {
@@ -664,7 +720,7 @@ export class VirtioNetDevice {
       if (id !== this.pollLoopId) return;
       this.pollTimer = undefined;
       if (!this.polling) return stop();
-      void this.poll().then((did) => {
+      this.pollPass((did) => {
         if (id !== this.pollLoopId) return;
         if (!this.polling) return stop();
         // busy: go again at once (after what is queued now); idle: back off a little
@@ -735,6 +791,32 @@ export class VirtioNetDevice {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/**
+ * One run of a queue's worker: whoever needs it finished (poll, whenIdle) registers a callback.
+ * Callbacks, not promises, so the busy-poll loop stays inside the simulator's event loop.
+ */
+class WorkerRun {
+  static readonly FINISHED: WorkerRun = (() => {
+    const r = new WorkerRun();
+    r.finish();
+    return r;
+  })();
+  private done = false;
+  private waiters: (() => void)[] | undefined = undefined;
+
+  finish(): void {
+    this.done = true;
+    const w = this.waiters;
+    this.waiters = undefined;
+    if (w !== undefined) for (const f of w) f();
+  }
+
+  then(fn: () => void): void {
+    if (this.done) fn();
+    else (this.waiters ??= []).push(fn);
+  }
+}
 
 /** Batches one worker run may take before it yields to other events. */
 const WORKER_WEIGHT = 16;

@@ -99,6 +99,12 @@ export interface VirtioNetDriverOptions {
   sgPerBuffer?: 1 | 2;
   /** Called once when a ring breaks (ERR_VQ_BROKEN): the interface is dead until a reset. */
   onError?: (err: TlpwireError) => void;
+  /**
+   * Default true: frames sent in one turn are kicked together after a `clock.defer`. False: the
+   * caller rings the doorbell with `flush()` at the end of a burst, as Linux's xmit path does
+   * with xmit_more (a stress run uses it to spread a burst over virtual CPU time).
+   */
+  autoKick?: boolean;
 }
 
 interface Buffer {
@@ -113,6 +119,8 @@ interface Buffer {
  * off, TX buffers reclaimed lazily on send (and on the TX interrupt, which is only armed when
  * the ring is full). Whatever the device writes is checked (lengths, header, num_buffers); a
  * ring the device broke stops the interface and is reported through `onError`, never thrown.
+ * `setPolling(true)` switches to busy polling (interrupts off, the owner calls `poll()`), and
+ * `autoKick: false` leaves the doorbell to the caller's `flush()` at the end of a burst.
  *
  * Counters: tx_frames/tx_bytes, tx_completed, tx_ring_full, tx_sw_checksums,
  * tx_dropped_{link_down,broken}; rx_frames/rx_bytes, rx_merged_frames, rx_checksums_completed,
@@ -140,7 +148,10 @@ export class VirtioNetDriver implements NetDevice {
   private readonly guestCsum: boolean;
   private readonly sgPerBuffer: 1 | 2;
   private readonly indirect: boolean;
+  private readonly autoKick: boolean;
   private link: boolean;
+  /** Busy-poll mode: interrupts stay off, the owner calls poll(). */
+  private polling = false;
 
   private readonly rxBufs: Buffer[] = [];
   private readonly rxFree: number[] = [];
@@ -190,6 +201,7 @@ export class VirtioNetDriver implements NetDevice {
     this.guestCsum = hasFeature(opts.features, VIRTIO_NET_F.GUEST_CSUM);
     this.indirect = hasFeature(opts.features, VIRTIO_F.INDIRECT_DESC);
     this.sgPerBuffer = opts.sgPerBuffer ?? (this.indirect ? 2 : 1);
+    this.autoKick = opts.autoKick ?? true;
 
     const rxSize = this.mrg ? (opts.mergeableBufferSize ?? 2048) : NET_HDR_SIZE + this.maxFrame;
     if (this.mrg && rxSize < NET_HDR_SIZE + (this.sgPerBuffer === 2 ? 1 : 0)) {
@@ -220,7 +232,52 @@ export class VirtioNetDriver implements NetDevice {
     if (this.started) return;
     this.started = true;
     this.tx.disableCb();
+    if (this.polling) this.rx.disableCb();
     this.refillRx();
+  }
+
+  /**
+   * Busy-poll mode (as Linux's NAPI busy polling): interrupts are suppressed on both rings and
+   * ignored if one comes anyway; the owner calls `poll()` instead. A stress run uses it so that
+   * no interrupt (which makes the CPU see earlier DMA) hides a missing read barrier.
+   */
+  setPolling(on: boolean): void {
+    if (on === this.polling) return;
+    this.polling = on;
+    if (!this.started) return;
+    if (on) {
+      this.rx.disableCb();
+      this.tx.disableCb();
+    } else if (!this.napiScheduled) {
+      // back to interrupts: one NAPI pass re-arms them (and collects what came meanwhile)
+      this.napiScheduled = true;
+      this.clock.defer(this.napiPoll);
+    }
+  }
+
+  get isPolling(): boolean {
+    return this.polling;
+  }
+
+  /**
+   * One busy-poll pass: collect up to `budget` received frames, refill RX, reclaim TX buffers
+   * (and call onWritable if the ring was full). Returns the buffers handled (0: nothing to do).
+   */
+  poll(): number {
+    if (!this.started || this.brokenReason !== undefined) return 0;
+    let n = this.receive(this.budget);
+    this.refillRx();
+    const free = this.txFree.length;
+    this.reclaimTx();
+    n += this.txFree.length - free;
+    this.checkBroken();
+    const writable = this.brokenReason === undefined && this.txStopped && this.txFree.length > 0;
+    if (writable) this.txStopped = false;
+    const out = this.delivered;
+    for (let i = 0; i < out.length; i++) this.onFrame(out[i]!);
+    out.length = 0;
+    if (writable) this.onWritable();
+    return n;
   }
 
   /** The transport read a new config (a config interrupt): only the link status can change. */
@@ -292,7 +349,7 @@ export class VirtioNetDriver implements NetDevice {
     this.counters.add('tx_frames');
     this.counters.add('tx_bytes', frame.length);
     this.txAdded = true;
-    this.scheduleKick();
+    if (this.autoKick) this.scheduleKick();
     return true;
   }
 
@@ -309,6 +366,11 @@ export class VirtioNetDriver implements NetDevice {
   /** The queue's interrupt (the transport's MSI-X handler calls it). */
   interrupt(queue: number): void {
     if (!this.started || this.brokenReason !== undefined) return;
+    if (this.polling) {
+      // the poll loop collects everything; an interrupt changes nothing
+      this.counters.add('interrupts_polled');
+      return;
+    }
     if (queue === NET_RX_QUEUE) {
       this.counters.add('interrupts_rx');
       if (this.napiScheduled) return;
@@ -349,6 +411,8 @@ export class VirtioNetDriver implements NetDevice {
     this.flush(); // the device must see what is queued, or no completion will ever come
     this.counters.add('tx_ring_full');
     this.txStopped = true;
+    // busy-polling: poll() reclaims and calls onWritable, no interrupt is armed
+    if (this.polling) return false;
     if (!this.tx.enableCb()) this.clock.defer(() => this.txComplete());
     this.checkBroken();
     return false;
