@@ -24,8 +24,8 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
   program
     .name('tlpwire')
     .description(
-      'PCI Express between machines over sockets: a root complex and an endpoint exchange real\n' +
-        'PCIe TLPs over WebSocket/TCP/Unix links; the endpoint is a virtio-net card.',
+      'PCI Express between machines over sockets: a root complex and an endpoint exchange real PCIe ' +
+        'TLPs over WebSocket/TCP/Unix links; the endpoint is a virtio-net card (or a link tester).',
     )
     .version('0.1.0', '-V, --version')
     .exitOverride()
