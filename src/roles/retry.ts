@@ -145,3 +145,22 @@ export async function connectLoop(o: ConnectLoopOptions): Promise<RunExit> {
     await sleep(o.clock, backoffNs(o.retry, 1), o.stop);
   }
 }
+
+/**
+ * Dials once at once, so that without a retry policy an unreachable peer is an error the
+ * caller reports (it rejects), then runs connectLoop starting from that connection. `done` is
+ * the loop's outcome (wrapped, so that awaiting the dial does not await the loop).
+ */
+export async function dialThenLoop(o: ConnectLoopOptions): Promise<{ done: Promise<RunExit> }> {
+  let first: Connected | undefined = o.retry === undefined ? await o.connect() : undefined;
+  const done = connectLoop({
+    ...o,
+    connect: () => {
+      if (first === undefined) return o.connect();
+      const c = first;
+      first = undefined;
+      return Promise.resolve(c);
+    },
+  });
+  return { done };
+}

@@ -7,7 +7,7 @@ import type { TransactionConfig } from '../transaction/index.js';
 import { Endpoint } from './endpoint.js';
 import { buildDevice, type BuiltDevice, type FunctionSpec } from './functions.js';
 import { openNetBackends } from './virtio-net-function.js';
-import { StopSignal, connectLoop, isCleanClose, type RetryPolicy, type RunExit } from './retry.js';
+import { StopSignal, dialThenLoop, isCleanClose, type RetryPolicy, type RunExit } from './retry.js';
 
 export interface EndpointRunOptions {
   /** Exactly one of listen / connect. */
@@ -104,25 +104,9 @@ export async function runEndpoint(o: EndpointRunOptions): Promise<EndpointHandle
       const stack = await endpoint.connect(target);
       return { whenDown: () => stack.link.whenDown() };
     };
-    let first: { whenDown(): Promise<string> } | undefined;
     // Without --retry an unreachable root complex is an error the caller reports.
-    if (o.retry === undefined) first = await connectOnce();
-    let used = false;
-    void connectLoop({
-      what: target,
-      connect: () => {
-        if (first !== undefined && !used) {
-          used = true;
-          return Promise.resolve(first);
-        }
-        return connectOnce();
-      },
-      retry: o.retry,
-      once: o.once === true,
-      clock: o.clock,
-      log,
-      stop,
-    }).then(async (exit) => {
+    const loop = await dialThenLoop({ what: target, connect: connectOnce, retry: o.retry, once: o.once === true, clock: o.clock, log, stop });
+    void loop.done.then(async (exit) => {
       finish(exit);
       await close();
     });

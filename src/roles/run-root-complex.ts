@@ -21,7 +21,7 @@ import {
 import { DEFAULT_TRANSACTION_CONFIG, type TransactionConfig } from '../transaction/index.js';
 import { describeFunction } from './functions.js';
 import { isLinkTester, runLinkTest, type LinktestMmio, type LinktestOptions, type LinktestReport, type LinktestTarget } from './linktest.js';
-import { StopSignal, connectLoop, type RetryPolicy, type RunExit } from './retry.js';
+import { StopSignal, dialThenLoop, type RetryPolicy, type RunExit } from './retry.js';
 import { RootComplex, type RootPort } from './root-complex.js';
 
 /** What a host-side driver gets for one function (the link test uses the same). */
@@ -301,24 +301,8 @@ export async function runRootComplex(o: RootComplexRunOptions): Promise<RootComp
       const port = await rc.connect(target);
       return { whenDown: () => port.stack.link.whenDown() };
     };
-    let first: { whenDown(): Promise<string> } | undefined;
-    if (o.retry === undefined) first = await connectOnce();
-    let used = false;
-    void connectLoop({
-      what: target,
-      connect: () => {
-        if (first !== undefined && !used) {
-          used = true;
-          return Promise.resolve(first);
-        }
-        return connectOnce();
-      },
-      retry: o.retry,
-      once: o.once === true,
-      clock: o.clock,
-      log,
-      stop,
-    }).then(async (exit) => {
+    const loop = await dialThenLoop({ what: target, connect: connectOnce, retry: o.retry, once: o.once === true, clock: o.clock, log, stop });
+    void loop.done.then(async (exit) => {
       // With `once`, the endpoint's results decide, even when it hung up before they were in.
       finish(o.once === true && firstBringUp !== undefined ? await firstBringUp : exit);
       await close();
