@@ -46,7 +46,7 @@ export class AerCapability {
     space.define(off + PCI_ERR.COR_MASK, 4, PCI_ERR_COR_MASK_DEFAULT, { rw: ALL_COR, preserveOnFlr: STICKY });
     space.define(off + PCI_ERR.CAP, 4, 0, { preserveOnFlr: STICKY });
     for (let i = 0; i < 4; i++) space.define(off + PCI_ERR.HEADER_LOG + 4 * i, 4, 0, { preserveOnFlr: STICKY });
-    // Root-port registers and the TLP Prefix Log are not implemented by an endpoint: zeros.
+    // Root Error Command/Status and Error Source ID exist only in root ports, and we send no TLP prefixes: these read 0.
     for (let at = PCI_ERR.ROOT_COMMAND; at < PCI_ERR.SIZEOF_ENDPOINT; at += 4) space.define(off + at, 4, 0);
   }
 

@@ -311,7 +311,7 @@ async function barTest(fn: EnumeratedFunction, index: number, mmio: LinktestMmio
   const test = `BAR${index}`;
   const bar = barByIndex(fn, index);
   if (bar === 'upper') return { test, status: 'skip', detail: `upper half of 64-bit BAR${index - 1}` };
-  if (bar === null) return { test, status: 'skip', detail: 'not implemented' };
+  if (bar === null) return { test, status: 'skip', detail: 'the function has no such BAR' };
   if (bar.address === null || bar.kind === 'io') return { test, status: 'skip', detail: bar.kind === 'io' ? 'I/O BAR' : 'not assigned' };
   const size = testedSize(bar);
   const chunk = Math.min(BAR_CHUNK, size);
