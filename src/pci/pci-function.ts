@@ -8,7 +8,7 @@
  *   0x0c  BIST | Header Type | Latency  | Cache Ln  RO | RO (bit 7 multi-function) | RO 0 | RW
  *   0x10  BAR0 .. 0x24 BAR5                         sizing masks (64-bit BARs take two slots)
  *   0x2c  Subsystem ID       | Subsystem Vendor ID  RO
- *   0x30  Expansion ROM BAR                         no ROM: hardwired 0 (allowed by §7.5.1.2.4)
+ *   0x30  Expansion ROM BAR                         no ROM: hardwired 0, as for a function without one
  *   0x34  Capabilities Pointer                      RO (the list manager writes it)
  *   0x3c  Max_Lat | Min_Gnt | Int Pin | Int Line    RO | RO | RO | RW
  *
