@@ -309,6 +309,22 @@ export class RxCredits {
     if (d > 0) this.free(h + 1, d);
   }
 
+  /**
+   * `release` for `headers` TLPs of class index ci (0 P, 1 NP, 2 Cpl) holding `dataCredits` data
+   * credits in all (the sum of dataCreditsFor over them). Throws as release does.
+   */
+  releaseClass(ci: number, headers: number, dataCredits: number): void {
+    const h = ci * 2;
+    if (this.held[h]! < headers || this.held[h + 1]! < dataCredits) {
+      throw new TlpwireError(
+        'ERR_INTERNAL',
+        `releasing ${headers} ${CREDIT_TYPES[h]} and ${dataCredits} ${CREDIT_TYPES[h + 1]} credits, more than received and not yet released (${this.held[h]!}, ${this.held[h + 1]!})`,
+      );
+    }
+    this.free(h, headers);
+    if (dataCredits > 0) this.free(h + 1, dataCredits);
+  }
+
   /** True when enough has been freed that the partner may be waiting for it. */
   urgent(): boolean {
     for (let i = 0; i < 6; i++) if (this.freed[i]! >= this.threshold[i]!) return true;

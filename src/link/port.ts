@@ -1,4 +1,4 @@
-import type { CompletionFields, CompletionView, MemWriteFields, MemWriteView, Tlp, TlpClass } from '../tlp/index.js';
+import type { CompletionFields, CompletionView, MemReadFields, MemReadView, MemWriteFields, MemWriteRun, MemWriteView, Tlp, TlpClass } from '../tlp/index.js';
 
 export type LinkState = 'down' | 'training' | 'up';
 
@@ -43,11 +43,15 @@ export interface LinkPort {
    */
   sendValidatedTlp?(tlp: Tlp): void;
   /**
-   * Optional DMA fast paths (src/tlp/fast.ts): send an MWr / a read's CplD straight from a
-   * buffer, without a TLP object. They return false, having sent and counted nothing, when
-   * hasCredits would say no; the caller then falls back to sendTlp's way.
+   * Optional DMA fast paths (src/tlp/fast.ts), straight from a buffer without TLP objects.
+   * sendMemWrites sends the MWr TLPs of a whole-DW write (one per aligned `mps` block) while
+   * credits allow and returns the bytes sent (0: none could go). sendCompletionData sends one
+   * CplD and returns false, having sent and counted nothing, when hasCredits would say no; the
+   * caller then falls back to sendTlp's way.
    */
-  sendMemWrite?(f: MemWriteFields, address: number, src: Uint8Array, srcOffset: number, length: number): boolean;
+  /** Optional: an MRd straight into the batch; false (nothing sent) when hasCredits would say no. */
+  sendMemRead?(f: MemReadFields, tag: number, address: number, byteLength: number): boolean;
+  sendMemWrites?(f: MemWriteFields, address: number, src: Uint8Array, srcOffset: number, length: number, mps: number): number;
   sendCompletionData?(
     f: CompletionFields,
     byteCount: number,
@@ -64,6 +68,14 @@ export interface LinkPort {
    */
   onMemWrite?: ((bytes: Uint8Array, v: MemWriteView) => boolean) | undefined;
   onCompletionData?: ((bytes: Uint8Array, v: CompletionView) => boolean) | undefined;
+  /**
+   * Optional bulk receive path: consecutive MWr that write one contiguous range with the same
+   * header come here together (src/tlp MemWriteRun, valid only during the call). True: they were
+   * done, and the link frees their credits. False declines: each goes to onMemWrite or onTlp.
+   */
+  onMemWriteRun?: ((run: MemWriteRun) => boolean) | undefined;
+  /** Optional fast receive path for MRd/MRd64, as onMemWrite (the view is valid during the call). */
+  onMemRead?: ((bytes: Uint8Array, v: MemReadView) => boolean) | undefined;
   releaseCredits(cls: TlpClass, dataBytes: number): void;
   onTlp: (tlp: Tlp) => void;
   onCreditsAvailable: () => void;

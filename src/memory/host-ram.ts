@@ -267,6 +267,34 @@ export class HostRam {
     this.writeBytes(address, data, dataOffset, length);
   }
 
+  /**
+   * Consecutive device writes covering [address, address + Σ lengths): write i is
+   * src[offsets[i], offsets[i] + lengths[i]), each a dmaWrite of its own (observers see each).
+   * Bounds-checked as one range before anything changes.
+   */
+  dmaWriteGather(address: number, src: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): void {
+    let total = 0;
+    for (let i = 0; i < count; i++) total += lengths[i]!;
+    this.check(address, total);
+    let a = address;
+    if (this.observers.length > 0) {
+      for (let i = 0; i < count; i++) {
+        this.dmaWrite(a, src, offsets[i]!, lengths[i]!);
+        a += lengths[i]!;
+      }
+      return;
+    }
+    for (let i = 0; i < count; i++) {
+      const n = lengths[i]!;
+      const o = offsets[i]!;
+      const off = this.offsetOf(a);
+      if (off + n <= this.pageSize) this.pageFor(a).set(src.subarray(o, o + n), off);
+      else this.writeBytes(a, src, o, n); // crosses a page of the backing store
+      a += n;
+    }
+    this.seq += count;
+  }
+
   /** Called by a CPU model when one of its stores became visible. */
   notifyCpuStore(address: number, length: number): void {
     const obs = this.observers;

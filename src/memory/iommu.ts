@@ -289,6 +289,28 @@ export class Iommu {
     }
   }
 
+  /**
+   * Consecutive DMA writes for `rid` that together cover [address, address + Σ lengths): write i
+   * is src[offsets[i], offsets[i] + lengths[i]), in address order (a run of MWr TLPs). Checked
+   * as one range first: throws DmaFaultError having written nothing.
+   */
+  dmaWriteGather(rid: number, address: number, src: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): void {
+    let total = 0;
+    for (let i = 0; i < count; i++) total += lengths[i]!;
+    const fault = this.resolve(rid, address, total, true);
+    if (fault !== undefined) throw this.raise(fault);
+    if (this.isIdentity(rid)) {
+      this.ram.dmaWriteGather(address, src, offsets, lengths, count);
+      return;
+    }
+    let a = address;
+    for (let i = 0; i < count; i++) {
+      const n = lengths[i]!;
+      this.dmaWrite(rid, a, src, offsets[i]!, n);
+      a += n;
+    }
+  }
+
   // ---- internals ------------------------------------------------------------------------------
 
   private domain(rid: number): Domain {

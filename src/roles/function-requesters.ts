@@ -89,6 +89,11 @@ export class FunctionRequesters {
         return true;
       };
     }
+    // Runs of writes would skip the per-write check below: a device takes them one by one
+    // (BAR writes are few and small; the run path is for DMA into host memory).
+    link.onMemWriteRun = undefined;
+    // Read requests likewise: checkRequest above needs each decoded.
+    link.onMemRead = undefined;
     const innerMemWrite = link.onMemWrite;
     if (innerMemWrite !== undefined) {
       link.onMemWrite = (bytes, v) => {

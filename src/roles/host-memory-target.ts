@@ -1,5 +1,6 @@
 import { Counters, silentLogger, type Logger } from '../core/index.js';
 import type { Iommu } from '../memory/index.js';
+import type { MemWriteRun } from '../tlp/index.js';
 import { forEachEnabledRun, type CompleterTarget } from '../transaction/index.js';
 
 const SLAB_BYTES = 256 * 1024;
@@ -75,6 +76,13 @@ export class HostMemoryTarget implements CompleterTarget {
       return;
     }
     this.write(address, src.subarray(srcOffset, srcOffset + length), firstBe, lastBe, requesterId);
+  }
+
+  /** A run of writes, when the IOMMU lets the requester write all of it (checked once, recording nothing). */
+  writeRun(run: MemWriteRun): boolean {
+    if (typeof this.iommu.translate(run.requesterId, run.address, run.length, true) !== 'number') return false;
+    this.iommu.dmaWriteGather(run.requesterId, run.address, run.bytes, run.dataOffsets, run.dataLengths, run.count);
+    return true;
   }
 
   write(address: number, data: Uint8Array, firstBe: number, lastBe: number, requesterId: number): void {

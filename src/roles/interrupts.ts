@@ -70,6 +70,7 @@ export class InterruptController implements InterruptAllocator {
     this.log = logger.child({ part: 'interrupts' });
     this.target = {
       claims: (address, length) => address >= INTERRUPT_WINDOW_BASE && address + length <= INTERRUPT_WINDOW_BASE + INTERRUPT_WINDOW_SIZE,
+      disjoint: (address, length) => address + length <= INTERRUPT_WINDOW_BASE || address >= INTERRUPT_WINDOW_BASE + INTERRUPT_WINDOW_SIZE,
       // A read of the interrupt window is meaningless; answer zeros (a real LAPIC window would UR).
       read: (_address, length) => new Uint8Array(length),
       write: (address, data, firstBe, _lastBe, requesterId) => this.deliver(address, data, firstBe, requesterId),

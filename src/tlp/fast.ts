@@ -126,8 +126,8 @@ export function encodeMemWriteInto(
   return hdr + length;
 }
 
-/** A received MWr/MWr64, as parseMemWrite reads it; only valid until the next parse into it. */
-export class MemWriteView {
+/** A received memory request's header fields, as the fast parsers read them. */
+class MemRequestView {
   wide = false;
   requesterId = 0;
   tag = 0;
@@ -145,9 +145,20 @@ export class MemWriteView {
   addressHi = 0;
   addressLo = 0;
   ph = 0;
+}
+
+/** A received MWr/MWr64, as parseMemWrite reads it; only valid until the next parse into it. */
+export class MemWriteView extends MemRequestView {
   /** Where the payload is in the parsed bytes, and its size (lengthDw × 4). */
   dataOffset = 0;
   dataLength = 0;
+}
+
+/** A received MRd/MRd64, as parseMemRead reads it; only valid until the next parse into it. */
+export class MemReadView extends MemRequestView {
+  /** Where the TLP is in the parsed bytes (for decodeTlp, should its receiver need the object). */
+  tlpOffset = 0;
+  tlpLength = 0;
 }
 
 const FIRST_BE_CONTIGUOUS = beTable(BYTE_ENABLES.FIRST_CONTIGUOUS);
@@ -179,14 +190,36 @@ export function parseMemWrite(bytes: Uint8Array, offset: number, length: number,
   const lastBe = (w1 >>> 4) & 0xf;
   const last = getU32(bytes, offset + (wide ? 12 : 8));
   const addressLo = (last & ADDRESS.DW_ALIGN_MASK) >>> 0;
-  // §2.2.5.1 byte enables and §2.2.7.1 4 KB, as checkSemantics applies them to a write.
+  if (!memByteEnablesOk(lengthDw, firstBe, lastBe, addressLo)) return false;
+  readRequestFields(v, w0, w1, wide, wide ? getU32(bytes, offset + 8) : 0, addressLo, last, lengthDw, firstBe, lastBe);
+  v.dataOffset = offset + hdr;
+  v.dataLength = lengthDw * 4;
+  return true;
+}
+
+/** §2.2.5.1 byte enables and §2.2.7.1 4 KB, as checkSemantics applies them to a memory request. */
+function memByteEnablesOk(lengthDw: number, firstBe: number, lastBe: number, addressLo: number): boolean {
   if (lengthDw === 1) {
     if (lastBe !== 0) return false;
   } else {
     if (firstBe === 0 || lastBe === 0) return false;
     if (!(lengthDw === 2 && (addressLo & ADDRESS.QW_BIT) === 0) && (FIRST_BE_CONTIGUOUS[firstBe] === 0 || LAST_BE_CONTIGUOUS[lastBe] === 0)) return false;
   }
-  if ((addressLo & ADDRESS.PAGE_OFFSET_MASK) + lengthDw * 4 > PCIE_LIMITS.PAGE_4K) return false;
+  return (addressLo & ADDRESS.PAGE_OFFSET_MASK) + lengthDw * 4 <= PCIE_LIMITS.PAGE_4K;
+}
+
+function readRequestFields(
+  v: MemRequestView,
+  w0: number,
+  w1: number,
+  wide: boolean,
+  addressHi: number,
+  addressLo: number,
+  last: number,
+  lengthDw: number,
+  firstBe: number,
+  lastBe: number,
+): void {
   v.wide = wide;
   v.requesterId = w1 >>> 16;
   v.tag = (((w0 >>> DW0.T9_SHIFT) & 1) << TAG.T9_TAG_BIT) | (((w0 >>> DW0.T8_SHIFT) & 1) << TAG.T8_TAG_BIT) | ((w1 >>> 8) & 0xff);
@@ -201,11 +234,195 @@ export function parseMemWrite(bytes: Uint8Array, offset: number, length: number,
   v.lengthDw = lengthDw;
   v.firstBe = firstBe;
   v.lastBe = lastBe;
-  v.addressHi = wide ? getU32(bytes, offset + 8) : 0;
+  v.addressHi = addressHi;
   v.addressLo = addressLo;
   v.ph = last & ADDRESS.PH_MASK;
-  v.dataOffset = offset + hdr;
-  v.dataLength = lengthDw * 4;
+}
+
+/** Most TLPs one MemWriteRun holds (a 64 KiB batch holds at most 240 MWr of 256 bytes). */
+export const MEM_WRITE_RUN_MAX = 1024;
+
+/**
+ * Consecutive received MWr/MWr64 TLPs of one buffer that together write one contiguous range of
+ * whole DWs: each has every byte enable set, the same header fields (all but Length; the same
+ * requester, TC, attributes, TH/PH) and starts where the previous one ended. A receiver that
+ * applies the run at once does exactly what applying its TLPs one by one would do, with the
+ * routing and checking done once for the whole range. Filled by the link (see Link.onMemWriteRun).
+ */
+export class MemWriteRun {
+  /** The buffer all the TLPs are in. */
+  bytes: Uint8Array = new Uint8Array(0);
+  /** TLPs in the run. */
+  count = 0;
+  /** Address of the first byte, and bytes written in all. */
+  address = 0;
+  length = 0;
+  wide = false;
+  requesterId = 0;
+  tc = 0;
+  ro = false;
+  ns = false;
+  ido = false;
+  th = false;
+  ph = 0;
+  /** Header DW0 without Length, and DW1 without the byte enables: what every TLP of the run shares. */
+  dw0 = 0;
+  dw1 = 0;
+  /** Per TLP: where its item body is (offset, length) and where its payload is. */
+  readonly bodyOffsets = new Int32Array(MEM_WRITE_RUN_MAX);
+  readonly bodyLengths = new Int32Array(MEM_WRITE_RUN_MAX);
+  readonly dataOffsets = new Int32Array(MEM_WRITE_RUN_MAX);
+  readonly dataLengths = new Int32Array(MEM_WRITE_RUN_MAX);
+
+  /**
+   * Adds the MWr parsed into `v` (by parseMemWrite, from bytes[offset, offset + length)) when it
+   * continues this run, or starts the run with it when the run is empty; false when it does
+   * neither (not whole DWs, poisoned, different fields, not contiguous, another buffer, or full).
+   */
+  add(bytes: Uint8Array, offset: number, length: number, v: MemWriteView): boolean {
+    if (v.ep || v.firstBe !== 0xf || (v.lastBe !== 0xf && !(v.lengthDw === 1 && v.lastBe === 0))) return false;
+    const dw0 = (getU32(bytes, offset) & ~DW0.LENGTH_MASK) >>> 0;
+    const dw1 = (getU32(bytes, offset + 4) & ~0xff) >>> 0;
+    const address = v.addressHi * FOUR_GIB + v.addressLo;
+    const n = this.count;
+    if (n === 0) {
+      this.bytes = bytes;
+      this.address = address;
+      this.length = 0;
+      this.dw0 = dw0;
+      this.dw1 = dw1;
+      this.wide = v.wide;
+      this.requesterId = v.requesterId;
+      this.tc = v.tc;
+      this.ro = v.ro;
+      this.ns = v.ns;
+      this.ido = v.ido;
+      this.th = v.th;
+      this.ph = v.ph;
+    } else if (
+      n === MEM_WRITE_RUN_MAX ||
+      bytes !== this.bytes ||
+      dw0 !== this.dw0 ||
+      dw1 !== this.dw1 ||
+      v.ph !== this.ph ||
+      address !== this.address + this.length
+    ) {
+      return false;
+    }
+    this.bodyOffsets[n] = offset;
+    this.bodyLengths[n] = length;
+    this.dataOffsets[n] = v.dataOffset;
+    this.dataLengths[n] = v.dataLength;
+    this.length += v.dataLength;
+    this.count = n + 1;
+    return true;
+  }
+
+  /** Empties the run (and lets go of its buffer). */
+  clear(): void {
+    this.count = 0;
+    this.length = 0;
+    this.bytes = EMPTY;
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+// ------------------------------------------------------------------------------------------------
+// memory reads
+
+export const BYTE0_MRD = (TLP_FMT.NO_DATA_3DW << 5) | TLP_TYPE.MEM;
+export const BYTE0_MRD64 = (TLP_FMT.NO_DATA_4DW << 5) | TLP_TYPE.MEM;
+
+/** The fields of a requester's DMA read that are the same for all its MRd (memReadTlp's options). */
+export interface MemReadFields {
+  requesterId: number;
+  tc: number;
+  ro: boolean;
+  ns: boolean;
+  ido: boolean;
+}
+
+/** Throws the ERR_TLP_FIELD that memReadTlp would throw for these fields. */
+export function checkMemReadFields(f: MemReadFields): void {
+  if (!isU(f.requesterId, 0xffff)) throw fieldError('MRd', `requesterId must be an integer 0..65535, got ${String(f.requesterId)}`, 4);
+  if (!isU(f.tc, 0x7)) throw fieldError('MRd', `tc must be an integer 0..7, got ${String(f.tc)}`, 1);
+  for (const k of ['ro', 'ns', 'ido'] as const) {
+    if (typeof f[k] !== 'boolean') throw fieldError('MRd', `${k} must be a boolean, got ${String(f[k])}`, 1);
+  }
+}
+
+/**
+ * The MRd (below 4 GiB) or MRd64 for `byteLength` (1..4096, not crossing 4 KiB) bytes at `address`
+ * with `tag` (0..1023), into `out` at `offset`; returns its size. The bytes are exactly those
+ * encodeTlpInto writes for memReadTlp with the same fields (TH, PH, AT, EP 0; no digest).
+ */
+export function encodeMemReadInto(out: Uint8Array, offset: number, f: MemReadFields, tag: number, address: number, byteLength: number): number {
+  if (!(Number.isSafeInteger(address) && address >= 0 && Number.isInteger(byteLength) && byteLength >= 1 && byteLength <= PCIE_LIMITS.PAGE_4K)) {
+    throw fieldError('MRd', `the fast path reads 1..4096 bytes at a non-negative address, got ${byteLength} bytes at ${address}`);
+  }
+  if (!isU(tag, TAG.MAX_10BIT)) throw fieldError('MRd', `tag must be an integer 0..${TAG.MAX_10BIT}, got ${String(tag)}`, 6);
+  const lead = address % 4;
+  const dwAddress = address - lead;
+  const lastByte = address + byteLength - 1;
+  const lastLead = lastByte % 4;
+  const lengthDw = (lastByte - lastLead - dwAddress) / 4 + 1;
+  if ((dwAddress % PCIE_LIMITS.PAGE_4K) + lengthDw * 4 > PCIE_LIMITS.PAGE_4K) {
+    throw new TlpwireError('ERR_TLP_4K_CROSSING', `MRd: ${byteLength} bytes at ${address} cross a 4-KB boundary (§2.2.7.1)`, { offset: 8 });
+  }
+  const wide = dwAddress >= FOUR_GIB;
+  const hdr = wide ? TLP_SIZE.HEADER_4DW : TLP_SIZE.HEADER_3DW;
+  if (!(offset >= 0 && offset + hdr <= out.length)) {
+    throw new TlpwireError('ERR_TLP_TRUNCATED', `output buffer too small: MRd needs ${hdr} bytes at offset ${offset}, buffer is ${out.length}`, { offset: out.length });
+  }
+  const firstMask = (0xf << lead) & 0xf;
+  const lastMask = 0xf >> (3 - lastLead);
+  const firstBe = lengthDw === 1 ? firstMask & lastMask : firstMask;
+  const lastBe = lengthDw === 1 ? 0 : lastMask;
+  putU32(
+    out,
+    offset,
+    (((wide ? TLP_FMT.NO_DATA_4DW : TLP_FMT.NO_DATA_3DW) << DW0.FMT_SHIFT) |
+      (TLP_TYPE.MEM << DW0.TYPE_SHIFT) |
+      (((tag >>> 9) & 1) << DW0.T9_SHIFT) |
+      (((tag >>> 8) & 1) << DW0.T8_SHIFT) |
+      attributeBits(f.tc, f.ido, false, f.ro, f.ns) |
+      (lengthDw & DW0.LENGTH_MASK)) >>>
+      0,
+  );
+  putU32(out, offset + 4, ((f.requesterId << 16) | ((tag & 0xff) << 8) | (lastBe << BYTE_ENABLES.LAST_SHIFT) | firstBe) >>> 0);
+  if (wide) {
+    putU32(out, offset + 8, Math.floor(dwAddress / FOUR_GIB));
+    putU32(out, offset + 12, dwAddress >>> 0);
+  } else {
+    putU32(out, offset + 8, dwAddress);
+  }
+  return hdr;
+}
+
+/**
+ * Reads the MRd or MRd64 at bytes[offset, offset + length) into `v` and returns true, if
+ * decodeTlp would accept it, it has no digest, is not poisoned and has TH clear, and reads at
+ * least one byte; false for anything else (a zero-length read included).
+ */
+export function parseMemRead(bytes: Uint8Array, offset: number, length: number, v: MemReadView): boolean {
+  if (length < TLP_SIZE.HEADER_3DW) return false;
+  const b0 = bytes[offset] as number;
+  const wide = b0 === BYTE0_MRD64;
+  if (!wide && b0 !== BYTE0_MRD) return false;
+  if (length !== (wide ? TLP_SIZE.HEADER_4DW : TLP_SIZE.HEADER_3DW)) return false;
+  const w0 = getU32(bytes, offset);
+  if ((w0 & ((1 << DW0.TD_SHIFT) | (1 << DW0.EP_SHIFT) | (1 << DW0.TH_SHIFT))) !== 0) return false;
+  const lengthDw = w0 & DW0.LENGTH_MASK || TLP_SIZE.LENGTH_FIELD_ZERO_DW;
+  const w1 = getU32(bytes, offset + 4);
+  const firstBe = w1 & 0xf;
+  const lastBe = (w1 >>> 4) & 0xf;
+  const last = getU32(bytes, offset + (wide ? 12 : 8));
+  const addressLo = (last & ADDRESS.DW_ALIGN_MASK) >>> 0;
+  if (!memByteEnablesOk(lengthDw, firstBe, lastBe, addressLo) || firstBe === 0) return false;
+  readRequestFields(v, w0, w1, wide, wide ? getU32(bytes, offset + 8) : 0, addressLo, last, lengthDw, firstBe, lastBe);
+  v.tlpOffset = offset;
+  v.tlpLength = length;
   return true;
 }
 

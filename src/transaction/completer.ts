@@ -12,6 +12,7 @@
 import { Counters, errorMessage, silentLogger, type Logger, type Rng } from '../core/index.js';
 import {
   checkCompletionFields,
+  decodeTlp,
   joinAddress,
   type CfgTlp,
   type CompletionFields,
@@ -19,6 +20,8 @@ import {
   type CplStatus,
   type IoTlp,
   type MemTlp,
+  type MemReadView,
+  type MemWriteRun,
   type MemWriteView,
   type MsgTlp,
   type Tlp,
@@ -49,6 +52,32 @@ export interface CompleterTarget {
    * receive buffer, valid only during the call), so that no view of it need be made.
    */
   writeFrom?(address: number, src: Uint8Array, srcOffset: number, length: number, firstBe: number, lastBe: number, requesterId: number): void;
+  /**
+   * Optional: does a whole run of writes (src/tlp MemWriteRun: whole DWs, one requester, one
+   * contiguous range) and returns true when every byte of it is this target's and may be written;
+   * otherwise returns false having written and recorded nothing (the writes then come one at a
+   * time through claims and write, which report what is wrong).
+   */
+  writeRun?(run: MemWriteRun): boolean;
+  /**
+   * Optional: true when no byte of [address, address + length) is this target's, with nothing
+   * recorded. A run of writes reaches a later target's writeRun only past targets that say so.
+   */
+  disjoint?(address: number, length: number): boolean;
+}
+
+/** The fields of a memory read request the completer uses: a MemTlp's, or a MemReadView's. */
+interface MemReadRequest {
+  addressHi: number;
+  addressLo: number;
+  firstBe: number;
+  lastBe: number;
+  lengthDw: number;
+  requesterId: number;
+  tag: number;
+  tc: number;
+  ro: boolean;
+  ns: boolean;
 }
 
 /** Configuration space of the functions behind this completer. */
@@ -264,6 +293,18 @@ export class Completer {
     return true;
   }
 
+  /**
+   * A run of writes (the link's onMemWriteRun), done at once by the one target that owns all of
+   * it; false when the run must go TLP by TLP (another target owns part of it, or none owns it).
+   */
+  handleMemWriteRun(run: MemWriteRun): boolean {
+    for (const t of this.memTargets) {
+      if (t.writeRun !== undefined) return t.writeRun(run);
+      if (t.disjoint === undefined || !t.disjoint(run.address, run.length)) return false;
+    }
+    return false;
+  }
+
   private memWrite(tlp: MemTlp): void {
     const data = tlp.data;
     if (data === undefined) return;
@@ -290,18 +331,31 @@ export class Completer {
   }
 
   private memRead(tlp: MemTlp, release: () => void): void {
+    this.memReadOf(tlp, () => tlp, release);
+  }
+
+  /**
+   * An MRd/MRd64 that the link parsed without a TLP object (its onMemRead), executed exactly as
+   * handleRequest executes the decoded TLP; the object is decoded only for an answer that needs
+   * it (UR, CA, or completions that must wait in the queues). Never throws for the request's sake.
+   */
+  handleMemRead(bytes: Uint8Array, v: MemReadView, release: () => void): void {
+    this.memReadOf(v, () => decodeTlp(bytes, v.tlpOffset, v.tlpLength) as MemTlp, release);
+  }
+
+  private memReadOf(tlp: MemReadRequest, toTlp: () => MemTlp, release: () => void): void {
     const dwAddress = joinAddress(tlp.addressHi, tlp.addressLo);
     const start = dwAddress + firstEnabledOffset(tlp.firstBe);
     const zero = isZeroLengthRead(tlp.firstBe, tlp.lengthDw);
     const length = readByteCount(tlp.firstBe, tlp.lastBe, tlp.lengthDw);
     const target = find(this.memTargets, start, length, tlp.requesterId);
     if (target === undefined) {
-      this.reply(tlp, 'UR', release, `read of ${length} bytes at 0x${start.toString(16)} is unclaimed`);
+      this.reply(toTlp(), 'UR', release, `read of ${length} bytes at 0x${start.toString(16)} is unclaimed`);
       return;
     }
     if (zero) {
       // A zero-length read only flushes: no target side effects.
-      this.sendCompletions(tlp, new Uint8Array(0), release);
+      this.sendCompletions(toTlp(), new Uint8Array(0), release);
       return;
     }
     // With a target that reads into a buffer of ours and a link that sends completions straight
@@ -316,18 +370,18 @@ export class Completer {
         data = target.read(start, length, tlp.requesterId);
       }
     } catch (e) {
-      this.reply(tlp, 'CA', release, `memory target failed a read at 0x${start.toString(16)}: ${errorMessage(e)}`);
+      this.reply(toTlp(), 'CA', release, `memory target failed a read at 0x${start.toString(16)}: ${errorMessage(e)}`);
       return;
     }
     if (data.length !== length) {
-      this.reply(tlp, 'CA', release, `memory target returned ${data.length} of ${length} bytes`);
+      this.reply(toTlp(), 'CA', release, `memory target returned ${data.length} of ${length} bytes`);
       return;
     }
     if (scratch) {
       if (this.sendReadData(tlp, data, release, this.completerId, true)) return;
       data = data.slice(); // the completions will wait in the queues: they need bytes of their own
     }
-    this.sendCompletions(tlp, data, release);
+    this.sendCompletions(toTlp(), data, release);
   }
 
   private io(tlp: IoTlp, release: () => void): void {
@@ -484,7 +538,7 @@ export class Completer {
    * nothing, when the first cannot go that way (anything unusual included: completionsFor then
    * builds them all, and reports what is wrong); parts after one that cannot go are built and queued.
    */
-  private sendReadData(request: MemTlp, data: Uint8Array, release: () => void, completerId: number, scratch: boolean): boolean {
+  private sendReadData(request: MemReadRequest, data: Uint8Array, release: () => void, completerId: number, scratch: boolean): boolean {
     const send = this.output.sendCompletionData;
     if (send === undefined || isZeroLengthRead(request.firstBe, request.lengthDw)) return false;
     const rcb = this.rcb;

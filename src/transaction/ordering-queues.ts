@@ -18,7 +18,7 @@
  *   when credits are plentiful.
  */
 import { FixedQueue, TlpwireError, type Clock, type Rng, type TimerHandle } from '../core/index.js';
-import { checkMemWriteFields, tlpClass, type CompletionFields, type MemWriteFields, type Tlp, type TlpClass } from '../tlp/index.js';
+import { checkMemWriteFields, tlpClass, type CompletionFields, type MemReadFields, type MemWriteFields, type Tlp, type TlpClass } from '../tlp/index.js';
 import { orderingTraitsInto, postedWriteTraitsInto, type OrderingHints, type OrderingTraits } from './ordering-rules.js';
 import { pieceCount, pieceEnd } from './split.js';
 import { StagingRing } from './staging.js';
@@ -34,8 +34,9 @@ export interface TlpSink {
   hasCredits(cls: TlpClass, dataBytes: number): boolean;
   /** `validated`: the enqueuer said the TLP passed validateTlp and is unchanged (EnqueueOptions.validated). */
   sendTlp(tlp: Tlp, validated?: boolean): void;
-  /** Optional fast paths (LinkPort.sendMemWrite / sendCompletionData): false when hasCredits would say no. */
-  sendMemWrite?(f: MemWriteFields, address: number, src: Uint8Array, srcOffset: number, length: number): boolean;
+  /** Optional fast paths (LinkPort.sendMemRead / sendMemWrites / sendCompletionData). */
+  sendMemRead?(f: MemReadFields, tag: number, address: number, byteLength: number): boolean;
+  sendMemWrites?(f: MemWriteFields, address: number, src: Uint8Array, srcOffset: number, length: number, mps: number): number;
   sendCompletionData?(
     f: CompletionFields,
     byteCount: number,
@@ -292,21 +293,21 @@ export class OrderingQueues {
    * memWriteTlp would refuse.
    */
   enqueueMemWrite(job: MemWriteJob): boolean {
-    const send = this.sink.sendMemWrite;
+    const send = this.sink.sendMemWrites;
     if (!this.direct || send === undefined) return false;
     checkMemWriteFields(job.fields);
     const end = job.address + job.length;
     let a = job.address;
     const alone = this.total === 0 && !this.pumping;
     if (alone) {
-      while (a < end) {
-        const e = pieceEnd(a, end, job.mps);
-        // hasCredits first, as enqueue() asks it (and counts a stall when the answer is no).
-        if (!this.sink.hasCredits('P', e - a) || !send.call(this.sink, job.fields, a, job.data, a - job.address, e - a)) break;
-        this.seq++;
+      // As many TLPs as the link has credits for, at once (it counts a stall when that is none).
+      const sent = send.call(this.sink, job.fields, a, job.data, 0, job.length, job.mps);
+      if (sent > 0) {
+        const n = pieceCount(a, sent, job.mps);
+        this.seq += n;
         if (this.highWater < 1) this.highWater = 1;
-        this.sentCount++;
-        a = e;
+        this.sentCount += n;
+        a += sent;
       }
       if (a === end) {
         job.onSent?.();
@@ -339,6 +340,21 @@ export class OrderingQueues {
     this.count(e, pieceCount(a, end - a, job.mps));
     // As in enqueue(): when it was alone the link was just asked; behind another posted entry it is no head.
     if (!alone && P.length === 1) this.requestPump();
+    return true;
+  }
+
+  /**
+   * Sends an MRd straight into the link (LinkPort.sendMemRead) if nothing waits in the queues
+   * (so it passes nothing) and the link takes it; false otherwise, having done nothing: the
+   * caller then enqueues the request as a TLP.
+   */
+  sendMemRead(f: MemReadFields, tag: number, address: number, byteLength: number): boolean {
+    const send = this.sink.sendMemRead;
+    if (!this.direct || this.total !== 0 || this.pumping || send === undefined) return false;
+    if (!send.call(this.sink, f, tag, address, byteLength)) return false;
+    this.seq++;
+    if (this.highWater < 1) this.highWater = 1;
+    this.sentCount++;
     return true;
   }
 
@@ -414,20 +430,20 @@ export class OrderingQueues {
       return 0;
     }
     this.pumping = true;
-    let n = 0;
+    const before = this.sentCount; // one step may send several TLPs of a write job
     try {
       do {
         this.pumpAgain = false;
-        while (this.sendOneInner()) n++;
+        while (this.sendOneInner());
       } while (this.pumpAgain);
     } finally {
       this.pumping = false;
     }
     this.armHoldTimer();
-    return n;
+    return this.sentCount - before;
   }
 
-  /** Sends one TLP if one may go (the adversary's choice in adversarial mode). */
+  /** Sends one TLP if one may go (the adversary's choice in adversarial mode); in order, a write job's TLPs that may go. */
   sendOne(): boolean {
     const sent = this.sendOneInner();
     if (!sent) this.armHoldTimer();
@@ -479,21 +495,28 @@ export class OrderingQueues {
     return true;
   }
 
-  /** Sends the next TLP of a write job (chosen at the head of the posted queue); the job stays there until its last. */
+  /**
+   * Sends the next TLPs of a write job (chosen at the head of the posted queue); the job stays
+   * there until its last. Jobs exist only in order, where the job remains the oldest head that
+   * may go while its credits last (sending it changes no other class's credits), so it sends
+   * every TLP the link takes now, as that many picks in a row would.
+   */
   private sendJobPiece(e: Entry): boolean {
     const job = e.job!;
     const a = e.jobNext;
-    const pe = pieceEnd(a, e.jobEnd, job.mps);
-    this.count(e, -1);
-    this.countReorderings(e);
-    this.sentCount++;
-    if (!this.sink.sendMemWrite!(job.fields, a, e.jobData!, a - e.jobBase, pe - a)) {
-      // hasCredits said yes just now, so this is a bug; the TLP is lost rather than sent twice.
+    const sent = this.sink.sendMemWrites!(job.fields, a, e.jobData!, a - e.jobBase, e.jobEnd - a, job.mps);
+    if (sent === 0) {
+      // hasCredits said yes just now, so this is a bug.
       throw new TlpwireError('ERR_INTERNAL', 'the link refused a write it had credits for');
     }
-    e.jobNext = pe;
-    if (pe < e.jobEnd) {
-      e.dataBytes = pieceEnd(pe, e.jobEnd, job.mps) - pe;
+    const n = pieceCount(a, sent, job.mps);
+    this.count(e, -n);
+    this.countReorderings(e, n);
+    this.sentCount += n;
+    const next = a + sent;
+    e.jobNext = next;
+    if (next < e.jobEnd) {
+      e.dataBytes = pieceEnd(next, e.jobEnd, job.mps) - next;
       return true;
     }
     this.queues[Q_P].shift();
@@ -647,14 +670,14 @@ export class OrderingQueues {
     return false;
   }
 
-  private countReorderings(e: Entry): void {
+  private countReorderings(e: Entry, n = 1): void {
     const c = this.counts;
     if (this.chosenPassedPostedSameTc) {
       const pass = e.postedPass;
-      if (e.q === Q_P) c[pass === 'ro' ? K['posted-ro-passed-posted'] : K['posted-ido-passed-posted']]!++;
+      if (e.q === Q_P) c[pass === 'ro' ? K['posted-ro-passed-posted'] : K['posted-ido-passed-posted']]! += n;
       else if (e.q === Q_NP) {
-        if (e.isRead) c[K['read-ido-passed-posted']]!++;
-        else c[pass === 'ro' ? K['npw-ro-passed-posted'] : K['npw-ido-passed-posted']]!++;
+        if (e.isRead) c[K['read-ido-passed-posted']]! += n;
+        else c[pass === 'ro' ? K['npw-ro-passed-posted'] : K['npw-ido-passed-posted']]! += n;
       } else {
         c[
           pass === 'io-cfg-write-cpl'
@@ -662,21 +685,21 @@ export class OrderingQueues {
             : pass === 'ro'
               ? K['cpl-ro-passed-posted']
               : K['cpl-ido-passed-posted']
-        ]!++;
+        ]! += n;
       }
     }
-    if (this.chosenPassedPostedOtherTc) c[K['passed-posted-other-tc']]!++;
+    if (this.chosenPassedPostedOtherTc) c[K['passed-posted-other-tc']]! += n;
     const np = this.chosenEarlierReads + this.chosenEarlierNpw;
     if (np > 0) {
-      if (e.q === Q_P) c[K['posted-passed-np']]!++;
-      else if (e.q === Q_CPL) c[K['cpl-passed-np']]!++;
+      if (e.q === Q_P) c[K['posted-passed-np']]! += n;
+      else if (e.q === Q_CPL) c[K['cpl-passed-np']]! += n;
       else {
-        if (e.isRead && this.chosenEarlierReads > 0) c[K['read-passed-read']]!++;
-        if (!e.isRead || this.chosenEarlierNpw > 0) c[K['np-passed-np']]!++;
+        if (e.isRead && this.chosenEarlierReads > 0) c[K['read-passed-read']]! += n;
+        if (!e.isRead || this.chosenEarlierNpw > 0) c[K['np-passed-np']]! += n;
       }
     }
     if (this.chosenEarlierCpl > 0) {
-      c[e.q === Q_P ? K['posted-passed-cpl'] : e.q === Q_NP ? K['np-passed-cpl'] : K['cpl-passed-cpl']]!++;
+      c[e.q === Q_P ? K['posted-passed-cpl'] : e.q === Q_NP ? K['np-passed-cpl'] : K['cpl-passed-cpl']]! += n;
     }
   }
 

@@ -29,6 +29,7 @@ import {
 import type { LinkCapabilities } from '../link/index.js';
 import { CPL_RULES, CPL_TIMEOUT_RANGES_NS, PCIE_LIMITS } from '../spec/index.js';
 import {
+  checkMemReadFields,
   cfgReadTlp,
   cfgWriteTlp,
   ioReadTlp,
@@ -39,6 +40,7 @@ import {
   type CompletionView,
   type CplTlp,
   type HeaderOptions,
+  type MemReadFields,
   type MemReadOptions,
   type MemWriteOptions,
   type Tlp,
@@ -52,6 +54,8 @@ export interface RequestOutput {
   enqueue(tlp: Tlp, options?: EnqueueOptions): void;
   /** Optional fast path for whole-DW writes (OrderingQueues.enqueueMemWrite); false: use enqueue. */
   enqueueMemWrite?(job: MemWriteJob): boolean;
+  /** Optional fast path for a read request sent at once (OrderingQueues.sendMemRead); false: use enqueue. */
+  sendMemRead?(f: MemReadFields, tag: number, address: number, byteLength: number): boolean;
 }
 
 /**
@@ -169,6 +173,8 @@ interface ReadOp {
   zeroLengthIssued: boolean;
   /** Builder options for its MRds, made once per read and updated per request. */
   tlpOptions: MemReadOptions;
+  /** The same as fields for the MRd fast path, when the read has nothing that path does not carry. */
+  fast: MemReadFields | undefined;
   outstanding: number;
   settled: boolean;
   resolve: (data: Uint8Array) => void;
@@ -313,6 +319,7 @@ export class Requester {
         issued: 0,
         zeroLengthIssued: false,
         tlpOptions: readTlpOptions(options),
+        fast: fastReadFields(options),
         outstanding: 0,
         settled: false,
         resolve,
@@ -626,6 +633,26 @@ export class Requester {
         const start = op.address + op.issued;
         const end = op.address + op.dest.length;
         const e = op.dest.length === 0 ? start : pieceEnd(start, end, this.config.maxReadRequestSize);
+        const fast = op.fast;
+        const sendMemRead = this.output.sendMemRead;
+        if (fast !== undefined && e > start && sendMemRead !== undefined) {
+          fast.requesterId = this.requesterId;
+          if (sendMemRead.call(this.output, fast, tag, start, e - start)) {
+            // Sent now, without a TLP object: the slot as below, and its timer starts.
+            slot.kind = 'mem';
+            slot.offset = op.issued;
+            slot.zeroLength = false;
+            slot.nextAddress = start;
+            slot.remaining = e - start;
+            op.issued = e - op.address;
+            slot.state = S_ACTIVE;
+            slot.op = op;
+            slot.tc = fast.tc;
+            op.outstanding++;
+            slot.enqueueOptions.onSent!();
+            return;
+          }
+        }
         const o = op.tlpOptions;
         o.requesterId = this.requesterId;
         o.tag = tag;
@@ -942,6 +969,18 @@ function writeTlpOptions(a: RequestAttributes, requesterId: number, data: Uint8A
   const o: MemWriteOptions = { requesterId, address: 0, data };
   copyAttributes(a, o);
   return o;
+}
+
+/** MemReadFields for the MRd fast path, or undefined when the read needs memReadTlp (locked, TH/PH, bad fields). */
+function fastReadFields(a: ReadOptions): MemReadFields | undefined {
+  if (a.locked === true || a.th === true || a.ph !== undefined) return undefined;
+  const f: MemReadFields = { requesterId: 0, tc: a.tc ?? 0, ro: a.ro ?? false, ns: a.ns ?? false, ido: a.ido ?? false };
+  try {
+    checkMemReadFields(f);
+  } catch {
+    return undefined; // memReadTlp reports it
+  }
+  return f;
 }
 
 function readTlpOptions(a: ReadOptions): MemReadOptions {

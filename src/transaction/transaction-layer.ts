@@ -19,7 +19,7 @@ import {
   type Rng,
 } from '../core/index.js';
 import type { LinkPort, LinkState } from '../link/index.js';
-import { tlpClass, type CompletionView, type CplTlp, type MemWriteView, type MsgTlp, type Tlp } from '../tlp/index.js';
+import { tlpClass, type CompletionView, type CplTlp, type MemReadView, type MemWriteRun, type MemWriteView, type MsgTlp, type Tlp } from '../tlp/index.js';
 import { Completer } from './completer.js';
 import { OrderingQueues, type HoldBackOptions, type OrderingMode, type TlpSink } from './ordering-queues.js';
 import { Requester, type CompletionErrorEvent, type CplTimeoutConfig, type RequesterStats } from './requester.js';
@@ -121,7 +121,8 @@ export class TransactionLayer {
       },
     };
     // The DMA fast paths, when the link has them (a Link does; test doubles need not).
-    if (link.sendMemWrite !== undefined) sink.sendMemWrite = link.sendMemWrite.bind(link);
+    if (link.sendMemWrites !== undefined) sink.sendMemWrites = link.sendMemWrites.bind(link);
+    if (link.sendMemRead !== undefined) sink.sendMemRead = link.sendMemRead.bind(link);
     if (link.sendCompletionData !== undefined) sink.sendCompletionData = link.sendCompletionData.bind(link);
     this.queues = new OrderingQueues(
       sink,
@@ -159,6 +160,8 @@ export class TransactionLayer {
     link.onTlp = (tlp) => this.receive(tlp);
     link.onMemWrite = (bytes, v) => this.receiveMemWrite(bytes, v);
     link.onCompletionData = (bytes, v) => this.receiveCompletionData(bytes, v);
+    link.onMemWriteRun = (run) => this.receiveMemWriteRun(run);
+    link.onMemRead = (bytes, v) => this.receiveMemRead(bytes, v);
     link.onCreditsAvailable = () => this.queues.requestPump();
     link.onStateChange = (state, reason) => this.linkStateChanged(state, reason);
     if (link.state === 'up') this.partnerKnown();
@@ -269,6 +272,36 @@ export class TransactionLayer {
     this.received++;
     this.link.releaseCredits('P', v.dataLength);
     return true;
+  }
+
+  /** receive() for an MRd that the link parsed without a TLP object. */
+  private receiveMemRead(bytes: Uint8Array, v: MemReadView): boolean {
+    this.received++;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.link.releaseCredits('NP', 0);
+    };
+    try {
+      this.completer.handleMemRead(bytes, v, release);
+    } catch (e) {
+      this.handlerFailed(v.wide ? 'MRd64' : 'MRd', e);
+      release();
+    }
+    return true;
+  }
+
+  /** receive() for a run of MWr (the link frees their credits when taken); false hands them back one by one. */
+  private receiveMemWriteRun(run: MemWriteRun): boolean {
+    let taken = true;
+    try {
+      taken = this.completer.handleMemWriteRun(run);
+    } catch (e) {
+      this.handlerFailed(run.wide ? 'MWr64' : 'MWr', e);
+    }
+    if (taken) this.received += run.count;
+    return taken;
   }
 
   /** receive() for a CplD that the link parsed without a TLP object; false hands it back to be decoded. */

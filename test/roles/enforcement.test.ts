@@ -199,6 +199,8 @@ describe('AER status set by real events on the endpoint', () => {
     // The root complex swallows memory reads from now on.
     const link = s.port.stack.link;
     const inner = link.onTlp;
+    const innerRead = link.onMemRead;
+    link.onMemRead = undefined; // every read request comes to onTlp, decoded
     link.onTlp = (t) => {
       if (t.kind !== 'MRd' && t.kind !== 'MRd64') inner(t);
     };
@@ -209,6 +211,7 @@ describe('AER status set by real events on the endpoint', () => {
     expect(s.clock.nowNs() - t0).toBeGreaterThanOrEqual(260_000_000);
     expect(s.clock.nowNs() - t0).toBeLessThan(1_000_000_000);
     link.onTlp = inner;
+    link.onMemRead = innerRead;
     await s.idle();
     const st = await errorState(s, f);
     expect(st.uncor & UNC_COMP_TIME).toBe(UNC_COMP_TIME);

@@ -3,7 +3,12 @@ import { describe, expect, it } from 'vitest';
 import { TlpwireError } from '../../src/core/index.js';
 import {
   CompletionView,
+  MemReadView,
   MemWriteView,
+  encodeMemReadInto,
+  memReadTlp,
+  parseMemRead,
+  type MemReadFields,
   checkCompletionFields,
   checkMemWriteFields,
   completionTlp,
@@ -141,6 +146,13 @@ describe('encodeCompletionDataInto', () => {
   });
 });
 
+/** The header fields a fast parser's view shares with the decoded TLP. */
+const HEADER_FIELDS = ['requesterId', 'tag', 'tc', 'ido', 'ro', 'ns', 'ln', 'at', 'lengthDw', 'firstBe', 'lastBe', 'addressHi', 'addressLo', 'ph'] as const;
+
+function headerOf(x: object): Record<string, unknown> {
+  return Object.fromEntries(HEADER_FIELDS.map((k) => [k, (x as Record<string, unknown>)[k]]));
+}
+
 /** decodeTlp's answer for the bytes, or undefined when it throws. */
 function decoded(bytes: Uint8Array): MemTlp | CplTlp | undefined {
   try {
@@ -173,43 +185,7 @@ describe('parseMemWrite', () => {
         const fastCase = d !== undefined && !d.td && (d.kind === 'MWr' || d.kind === 'MWr64');
         expect(ok).toBe(fastCase);
         if (!ok || d === undefined) return;
-        expect({
-          kind: v.wide ? 'MWr64' : 'MWr',
-          requesterId: v.requesterId,
-          tag: v.tag,
-          tc: v.tc,
-          ido: v.ido,
-          ro: v.ro,
-          ns: v.ns,
-          ln: v.ln,
-          th: v.th,
-          ep: v.ep,
-          at: v.at,
-          lengthDw: v.lengthDw,
-          firstBe: v.firstBe,
-          lastBe: v.lastBe,
-          addressHi: v.addressHi,
-          addressLo: v.addressLo,
-          ph: v.ph,
-        }).toEqual({
-          kind: d.kind,
-          requesterId: d.requesterId,
-          tag: d.tag,
-          tc: d.tc,
-          ido: d.ido,
-          ro: d.ro,
-          ns: d.ns,
-          ln: d.ln,
-          th: d.th,
-          ep: d.ep,
-          at: d.at,
-          lengthDw: d.lengthDw,
-          firstBe: d.firstBe,
-          lastBe: d.lastBe,
-          addressHi: d.addressHi,
-          addressLo: d.addressLo,
-          ph: d.ph,
-        });
+        expect({ kind: v.wide ? 'MWr64' : 'MWr', th: v.th, ep: v.ep, ...headerOf(v) }).toEqual({ kind: d.kind, th: d.th, ep: d.ep, ...headerOf(d) });
         expect(buf.subarray(v.dataOffset, v.dataOffset + v.dataLength)).toEqual(d.data);
       }),
       { numRuns: 1000 },
@@ -301,5 +277,78 @@ describe('the fast paths between themselves', () => {
       expect([v.wide, v.requesterId, v.tc, v.ro, v.ido, v.lengthDw, v.firstBe, v.lastBe]).toEqual([address >= FOUR_GIB, 0x0100, 3, true, true, 64, 0xf, 0xf]);
       expect(out.subarray(v.dataOffset, v.dataOffset + v.dataLength)).toEqual(src);
     }
+  });
+});
+
+const arbReadFields: fc.Arbitrary<MemReadFields> = fc.record({
+  requesterId: fc.integer({ min: 0, max: 0xffff }),
+  tc: fc.integer({ min: 0, max: 7 }),
+  ro: fc.boolean(),
+  ns: fc.boolean(),
+  ido: fc.boolean(),
+});
+
+/** A read of 1..4096 bytes at any byte address that does not cross 4 KiB, below or above 4 GiB. */
+const arbRead = fc
+  .record({
+    page: fc.oneof(fc.integer({ min: 0, max: 0xfffff }), fc.integer({ min: 0x100000, max: 0x1fffffff })),
+    offset: fc.integer({ min: 0, max: 4095 }),
+    length: fc.integer({ min: 1, max: 4096 }),
+  })
+  .map(({ page, offset, length }) => ({ address: page * 4096 + offset, byteLength: Math.min(length, 4096 - offset) }));
+
+describe('encodeMemReadInto', () => {
+  it('writes the golden bytes of the MRd/MRd64 memReadTlp makes for the same read', () => {
+    fc.assert(
+      fc.property(arbReadFields, arbRead, fc.integer({ min: 0, max: 0x3ff }), fc.integer({ min: 0, max: 7 }), (f, r, tag, outAt) => {
+        const out = new Uint8Array(outAt + 20).fill(0xee);
+        const n = encodeMemReadInto(out, outAt, f, tag, r.address, r.byteLength);
+        const want = goldenEncode(memReadTlp({ ...f, tag, address: r.address, byteLength: r.byteLength }));
+        expect(n).toBe(want.length);
+        expect(out.subarray(outAt, outAt + n)).toEqual(want);
+        expect(out[outAt + n]).toBe(0xee);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('refuses zero-length and 4 KiB-crossing reads, bad tags and no room', () => {
+    const f: MemReadFields = { requesterId: 1, tc: 0, ro: false, ns: false, ido: false };
+    const out = new Uint8Array(16);
+    expect(() => encodeMemReadInto(out, 0, f, 0, 0x1000, 0)).toThrow(TlpwireError);
+    expect(() => encodeMemReadInto(out, 0, f, 0, 0x1ffc, 8)).toThrow(/4-KB/);
+    expect(() => encodeMemReadInto(out, 0, f, 1024, 0x1000, 4)).toThrow(/tag/);
+    expect(() => encodeMemReadInto(out, 8, f, 0, 0x1000, 4)).toThrow(/too small/);
+  });
+});
+
+describe('parseMemRead', () => {
+  it('accepts an MRd/MRd64 exactly when decodeTlp does and it has no digest, EP, TH or zero length, with the same fields', () => {
+    fc.assert(
+      fc.property(fc.oneof(arbTlpOfKind('MRd'), arbTlpOfKind('MRd64')), arbFlips, fc.integer({ min: 0, max: 1 }), fc.integer({ min: 0, max: 5 }), (t, flips, cut, at) => {
+        const clean = goldenEncode(t);
+        const bytes = flips.length === 0 && cut === 0 ? clean : mutate(clean, flips, cut * 4);
+        const buf = new Uint8Array(at + bytes.length + 3);
+        buf.set(bytes, at);
+        const v = new MemReadView();
+        const ok = parseMemRead(buf, at, bytes.length, v);
+        const d = decoded(bytes) as MemTlp | undefined;
+        const fastCase = d !== undefined && !d.td && !d.ep && !d.th && d.firstBe !== 0 && (d.kind === 'MRd' || d.kind === 'MRd64');
+        expect(ok).toBe(fastCase);
+        if (!ok || d === undefined) return;
+        expect({ kind: v.wide ? 'MRd64' : 'MRd', ...headerOf(v) }).toEqual({ kind: d.kind, ...headerOf(d) });
+        expect(decodeTlp(buf, v.tlpOffset, v.tlpLength)).toEqual(d);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('declines every other kind', () => {
+    fc.assert(
+      fc.property(fc.oneof(arbTlpOfKind('MWr'), arbTlpOfKind('MRdLk'), arbTlpOfKind('CplD'), arbTlpOfKind('CfgRd0')), (t) => {
+        const b = goldenEncode(t);
+        expect(parseMemRead(b, 0, b.length, new MemReadView())).toBe(false);
+      }),
+    );
   });
 });
