@@ -18,12 +18,19 @@ export interface RawResult {
   bytesPerSecond: number;
 }
 
-/** Runs a sink in this process and a source in a child process; returns payload bytes/s. */
-export async function measureRawSocket(totalBytes: number): Promise<RawResult> {
+/**
+ * Runs a sink in this process and a source in a child process, over one connection: a warm-up
+ * pass of `passBytes`, then `passes` timed passes of `passBytes` each, as the DMA passes are
+ * measured (bench/dma-peer.ts). Returns the median pass's payload bytes/s, every pass, and the
+ * warm-up pass's rate (a fresh process and connection: what a one-shot measurement sees).
+ */
+export async function measureRawSocket(passBytes: number, passes = 3): Promise<RawResult & { passRates: number[]; coldRate: number }> {
   const server = createServer();
   let received = 0;
-  let start = 0n;
-  const done = new Promise<bigint>((resolve) => {
+  let start = 0n; // the first byte
+  const marks: bigint[] = []; // when the warm-up and each timed pass ended
+  const totalBytes = passBytes * (passes + 1);
+  const done = new Promise<void>((resolve) => {
     server.on('connection', (sock: Socket) => {
       let pending = 0; // bytes of the current record still to skip
       let header: number[] = [];
@@ -45,7 +52,8 @@ export async function measureRawSocket(totalBytes: number): Promise<RawResult> {
             header = [];
           }
         }
-        if (received >= totalBytes) resolve(process.hrtime.bigint());
+        while (marks.length <= passes && received >= passBytes * (marks.length + 1)) marks.push(process.hrtime.bigint());
+        if (received >= totalBytes) resolve();
       });
     });
   });
@@ -54,11 +62,15 @@ export async function measureRawSocket(totalBytes: number): Promise<RawResult> {
   const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'source', String(port), String(totalBytes)], {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  const end = await done;
+  await done;
   child.kill();
   server.close();
-  const seconds = Number(end - start) / 1e9;
-  return { bytes: received, seconds, bytesPerSecond: received / seconds };
+  const passRates: number[] = [];
+  for (let k = 1; k <= passes; k++) passRates.push(passBytes / (Number(marks[k]! - marks[k - 1]!) / 1e9));
+  const sorted = [...passRates].sort((a, b) => a - b);
+  const median = sorted[sorted.length >> 1]!;
+  const coldRate = passBytes / (Number(marks[0]! - start) / 1e9);
+  return { bytes: passBytes, seconds: passBytes / median, bytesPerSecond: median, passRates, coldRate };
 }
 
 async function runSource(port: number, totalBytes: number): Promise<void> {
