@@ -49,8 +49,6 @@ export interface LinkPort {
    * CplD and returns false, having sent and counted nothing, when hasCredits would say no; the
    * caller then falls back to sendTlp's way.
    */
-  /** Optional: an MRd straight into the batch; false (nothing sent) when hasCredits would say no. */
-  sendMemRead?(f: MemReadFields, tag: number, address: number, byteLength: number): boolean;
   sendMemWrites?(f: MemWriteFields, address: number, src: Uint8Array, srcOffset: number, length: number, mps: number): number;
   sendCompletionData?(
     f: CompletionFields,
@@ -61,6 +59,8 @@ export interface LinkPort {
     lead: number,
     bytes: number,
   ): boolean;
+  /** Optional: an MRd straight into the batch; false (nothing sent) when hasCredits would say no. */
+  sendMemRead?(f: MemReadFields, tag: number, address: number, byteLength: number): boolean;
   /**
    * Optional fast receive paths: a received MWr/MWr64 or CplD/CplDLk that the fast parser
    * accepts goes here instead of being decoded for onTlp. The bytes and the view are valid only

@@ -292,16 +292,16 @@ export class Iommu {
   /**
    * Consecutive DMA writes for `rid` that together cover [address, address + Σ lengths): write i
    * is src[offsets[i], offsets[i] + lengths[i]), in address order (a run of MWr TLPs). Checked
-   * as one range first: throws DmaFaultError having written nothing.
+   * as one range first: when any of it may not be written, returns false having written and
+   * recorded nothing (the caller then writes piece by piece, and dmaWrite reports the fault).
    */
-  dmaWriteGather(rid: number, address: number, src: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): void {
+  tryDmaWriteGather(rid: number, address: number, src: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): boolean {
     let total = 0;
     for (let i = 0; i < count; i++) total += lengths[i]!;
-    const fault = this.resolve(rid, address, total, true);
-    if (fault !== undefined) throw this.raise(fault);
+    if (this.resolve(rid, address, total, true) !== undefined) return false;
     if (this.isIdentity(rid)) {
       this.ram.dmaWriteGather(address, src, offsets, lengths, count);
-      return;
+      return true;
     }
     let a = address;
     for (let i = 0; i < count; i++) {
@@ -309,6 +309,7 @@ export class Iommu {
       this.dmaWrite(rid, a, src, offsets[i]!, n);
       a += n;
     }
+    return true;
   }
 
   // ---- internals ------------------------------------------------------------------------------

@@ -78,11 +78,9 @@ export class HostMemoryTarget implements CompleterTarget {
     this.write(address, src.subarray(srcOffset, srcOffset + length), firstBe, lastBe, requesterId);
   }
 
-  /** A run of writes, when the IOMMU lets the requester write all of it (checked once, recording nothing). */
+  /** A run of writes, when the IOMMU lets the requester write all of it (checked once, recording nothing otherwise). */
   writeRun(run: MemWriteRun): boolean {
-    if (typeof this.iommu.translate(run.requesterId, run.address, run.length, true) !== 'number') return false;
-    this.iommu.dmaWriteGather(run.requesterId, run.address, run.bytes, run.dataOffsets, run.dataLengths, run.count);
-    return true;
+    return this.iommu.tryDmaWriteGather(run.requesterId, run.address, run.bytes, run.dataOffsets, run.dataLengths, run.count);
   }
 
   write(address: number, data: Uint8Array, firstBe: number, lastBe: number, requesterId: number): void {

@@ -259,15 +259,10 @@ export class MemWriteRun {
   length = 0;
   wide = false;
   requesterId = 0;
-  tc = 0;
-  ro = false;
-  ns = false;
-  ido = false;
-  th = false;
-  ph = 0;
-  /** Header DW0 without Length, and DW1 without the byte enables: what every TLP of the run shares. */
+  /** Header DW0 without Length, DW1 without the byte enables, and PH: what every TLP of the run shares. */
   dw0 = 0;
   dw1 = 0;
+  ph = 0;
   /** Per TLP: where its item body is (offset, length) and where its payload is. */
   readonly bodyOffsets = new Int32Array(MEM_WRITE_RUN_MAX);
   readonly bodyLengths = new Int32Array(MEM_WRITE_RUN_MAX);
@@ -293,11 +288,6 @@ export class MemWriteRun {
       this.dw1 = dw1;
       this.wide = v.wide;
       this.requesterId = v.requesterId;
-      this.tc = v.tc;
-      this.ro = v.ro;
-      this.ns = v.ns;
-      this.ido = v.ido;
-      this.th = v.th;
       this.ph = v.ph;
     } else if (
       n === MEM_WRITE_RUN_MAX ||

@@ -18,6 +18,7 @@
  *   when credits are plentiful.
  */
 import { FixedQueue, TlpwireError, type Clock, type Rng, type TimerHandle } from '../core/index.js';
+import type { LinkPort } from '../link/index.js';
 import { checkMemWriteFields, tlpClass, type CompletionFields, type MemReadFields, type MemWriteFields, type Tlp, type TlpClass } from '../tlp/index.js';
 import { orderingTraitsInto, postedWriteTraitsInto, type OrderingHints, type OrderingTraits } from './ordering-rules.js';
 import { pieceCount, pieceEnd } from './split.js';
@@ -34,18 +35,10 @@ export interface TlpSink {
   hasCredits(cls: TlpClass, dataBytes: number): boolean;
   /** `validated`: the enqueuer said the TLP passed validateTlp and is unchanged (EnqueueOptions.validated). */
   sendTlp(tlp: Tlp, validated?: boolean): void;
-  /** Optional fast paths (LinkPort.sendMemRead / sendMemWrites / sendCompletionData). */
-  sendMemRead?(f: MemReadFields, tag: number, address: number, byteLength: number): boolean;
-  sendMemWrites?(f: MemWriteFields, address: number, src: Uint8Array, srcOffset: number, length: number, mps: number): number;
-  sendCompletionData?(
-    f: CompletionFields,
-    byteCount: number,
-    lowerAddress: number,
-    src: Uint8Array,
-    srcOffset: number,
-    lead: number,
-    bytes: number,
-  ): boolean;
+  /** The optional fast paths, as the link has them (LinkPort). */
+  sendMemRead?: LinkPort['sendMemRead'];
+  sendMemWrites?: LinkPort['sendMemWrites'];
+  sendCompletionData?: LinkPort['sendCompletionData'];
 }
 
 /**
@@ -257,15 +250,28 @@ export class OrderingQueues {
     return out;
   }
 
+  /**
+   * In order, pumped synchronously, and nothing waiting or being sent: a TLP may go to the link
+   * at once, as pump() would send it, without a queue entry (it can pass nothing).
+   */
+  private get directNow(): boolean {
+    return this.direct && this.total === 0 && !this.pumping;
+  }
+
+  /** Accounts `n` TLPs sent past the queues (directNow). */
+  private sentDirect(n: number): void {
+    this.seq += n;
+    if (this.highWater < 1) this.highWater = 1;
+    this.sentCount += n;
+  }
+
   enqueue(tlp: Tlp, options?: EnqueueOptions): void {
-    if (this.direct && this.total === 0 && !this.pumping) {
+    if (this.directNow) {
       // Nothing is waiting, so nothing can be passed: the TLP goes now if the link has credits
       // for it, exactly as pump() would send it, without the queue entry and its bookkeeping.
       const dataBytes = tlp.data?.length ?? 0;
       if (this.sink.hasCredits(tlpClass(tlp), dataBytes)) {
-        this.seq++;
-        if (this.highWater < 1) this.highWater = 1;
-        this.sentCount++;
+        this.sentDirect(1);
         this.sink.sendTlp(tlp, options?.validated === true);
         options?.onSent?.();
         return;
@@ -298,15 +304,12 @@ export class OrderingQueues {
     checkMemWriteFields(job.fields);
     const end = job.address + job.length;
     let a = job.address;
-    const alone = this.total === 0 && !this.pumping;
+    const alone = this.directNow;
     if (alone) {
       // As many TLPs as the link has credits for, at once (it counts a stall when that is none).
       const sent = send.call(this.sink, job.fields, a, job.data, 0, job.length, job.mps);
       if (sent > 0) {
-        const n = pieceCount(a, sent, job.mps);
-        this.seq += n;
-        if (this.highWater < 1) this.highWater = 1;
-        this.sentCount += n;
+        this.sentDirect(pieceCount(a, sent, job.mps));
         a += sent;
       }
       if (a === end) {
@@ -350,11 +353,8 @@ export class OrderingQueues {
    */
   sendMemRead(f: MemReadFields, tag: number, address: number, byteLength: number): boolean {
     const send = this.sink.sendMemRead;
-    if (!this.direct || this.total !== 0 || this.pumping || send === undefined) return false;
-    if (!send.call(this.sink, f, tag, address, byteLength)) return false;
-    this.seq++;
-    if (this.highWater < 1) this.highWater = 1;
-    this.sentCount++;
+    if (!this.directNow || send === undefined || !send.call(this.sink, f, tag, address, byteLength)) return false;
+    this.sentDirect(1);
     return true;
   }
 
@@ -373,11 +373,8 @@ export class OrderingQueues {
     bytes: number,
   ): boolean {
     const send = this.sink.sendCompletionData;
-    if (!this.direct || this.total !== 0 || this.pumping || send === undefined) return false;
-    if (!send.call(this.sink, f, byteCount, lowerAddress, src, srcOffset, lead, bytes)) return false;
-    this.seq++;
-    if (this.highWater < 1) this.highWater = 1;
-    this.sentCount++;
+    if (!this.directNow || send === undefined || !send.call(this.sink, f, byteCount, lowerAddress, src, srcOffset, lead, bytes)) return false;
+    this.sentDirect(1);
     return true;
   }
 
@@ -479,7 +476,7 @@ export class OrderingQueues {
     else this.pickInOrder(now);
     const e = this.chosen as Entry | undefined;
     if (e === undefined) return false;
-    if (e.job !== undefined) return this.sendJobPiece(e);
+    if (e.job !== undefined) return this.sendJobPieces(e);
     const q = this.queues[e.q]!;
     if (this.chosenIndex === 0) q.shift();
     else q.removeAt(this.chosenIndex);
@@ -501,7 +498,7 @@ export class OrderingQueues {
    * may go while its credits last (sending it changes no other class's credits), so it sends
    * every TLP the link takes now, as that many picks in a row would.
    */
-  private sendJobPiece(e: Entry): boolean {
+  private sendJobPieces(e: Entry): boolean {
     const job = e.job!;
     const a = e.jobNext;
     const sent = this.sink.sendMemWrites!(job.fields, a, e.jobData!, a - e.jobBase, e.jobEnd - a, job.mps);

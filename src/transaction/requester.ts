@@ -627,7 +627,9 @@ export class Requester {
 
   private issue(op: Op, tag: number): void {
     const slot = this.slotFor(tag);
-    let tlp: Tlp;
+    /** The request, or undefined when the MRd fast path has sent it already. */
+    let tlp: Tlp | undefined;
+    let tc: number;
     try {
       if (op.kind === 'read') {
         const start = op.address + op.issued;
@@ -635,30 +637,22 @@ export class Requester {
         const e = op.dest.length === 0 ? start : pieceEnd(start, end, this.config.maxReadRequestSize);
         const fast = op.fast;
         const sendMemRead = this.output.sendMemRead;
+        let sent = false;
         if (fast !== undefined && e > start && sendMemRead !== undefined) {
           fast.requesterId = this.requesterId;
-          if (sendMemRead.call(this.output, fast, tag, start, e - start)) {
-            // Sent now, without a TLP object: the slot as below, and its timer starts.
-            slot.kind = 'mem';
-            slot.offset = op.issued;
-            slot.zeroLength = false;
-            slot.nextAddress = start;
-            slot.remaining = e - start;
-            op.issued = e - op.address;
-            slot.state = S_ACTIVE;
-            slot.op = op;
-            slot.tc = fast.tc;
-            op.outstanding++;
-            slot.enqueueOptions.onSent!();
-            return;
-          }
+          sent = sendMemRead.call(this.output, fast, tag, start, e - start);
         }
-        const o = op.tlpOptions;
-        o.requesterId = this.requesterId;
-        o.tag = tag;
-        o.address = start;
-        o.byteLength = e - start;
-        tlp = memReadTlp(o);
+        if (sent) {
+          tc = fast!.tc;
+        } else {
+          const o = op.tlpOptions;
+          o.requesterId = this.requesterId;
+          o.tag = tag;
+          o.address = start;
+          o.byteLength = e - start;
+          tlp = memReadTlp(o);
+          tc = tlp.tc;
+        }
         slot.kind = 'mem';
         slot.offset = op.issued;
         slot.zeroLength = e === start;
@@ -669,6 +663,7 @@ export class Requester {
         if (slot.zeroLength) op.zeroLengthIssued = true;
       } else {
         tlp = op.build(this.requesterId, tag);
+        tc = tlp.tc;
         slot.kind = op.slotKind;
         op.issued = true;
       }
@@ -679,11 +674,13 @@ export class Requester {
     }
     slot.state = S_ACTIVE;
     slot.op = op;
-    slot.tc = tlp.tc;
+    slot.tc = tc;
     op.outstanding++;
     // The timeout runs from transmission: a request waiting for credits is not yet late.
-    this.output.enqueue(tlp, slot.enqueueOptions);
+    if (tlp === undefined) slot.enqueueOptions.onSent!();
+    else this.output.enqueue(tlp, slot.enqueueOptions);
   }
+
 
   // ---------------------------------------------------------------- completion timers
 
