@@ -210,6 +210,23 @@ export class HostRam {
     }
   }
 
+  /**
+   * The backing array that holds all of [address, address + length), or undefined when no
+   * written page holds all of it (unwritten memory, or a range across pages). The range starts
+   * at `pageOffset(address)` in it. For reading in place only (a DMA read sent straight from
+   * RAM): a view of memory, not a copy, so valid until the next write.
+   */
+  pageHolding(address: number, length: number): Uint8Array | undefined {
+    this.check(address, length);
+    if (this.offsetOf(address) + length > this.pageSize) return undefined;
+    return this.pages[this.pageOf(address)];
+  }
+
+  /** Where `address` lies in the array pageHolding returns. */
+  pageOffset(address: number): number {
+    return this.offsetOf(address);
+  }
+
   writeBytes(address: number, src: Uint8Array, srcOffset = 0, length = src.length - srcOffset): void {
     this.check(address, length);
     if (srcOffset === 0 && length === src.length) {

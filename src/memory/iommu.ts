@@ -253,6 +253,26 @@ export class Iommu {
     return this.faults;
   }
 
+  /**
+   * A DMA read for `rid` done in place: the RAM page that holds all of it (HostRam.pageHolding),
+   * with the read's first byte at `spanOffset`, or undefined (an access the IOMMU refuses, which
+   * is not recorded; a range that is not in one written page) for the caller to use dmaRead.
+   */
+  dmaReadSpan(rid: number, address: number, length: number): Uint8Array | undefined {
+    if (length === 0 || this.resolve(rid, address, length, false) !== undefined) return undefined;
+    let phys = address;
+    if (!this.isIdentity(rid)) {
+      if (this.splitRuns(address, length) !== 1) return undefined;
+      phys = this.runPhys[0]!;
+    }
+    const page = this.ram.pageHolding(phys, length);
+    if (page !== undefined) this.spanOffset = this.ram.pageOffset(phys);
+    return page;
+  }
+
+  /** Where dmaReadSpan's read starts in the page it returned. */
+  spanOffset = 0;
+
   /** A DMA read for `rid` (what DmaTarget and the completer use): throws DmaFaultError having read nothing. */
   dmaRead(rid: number, address: number, dst: Uint8Array, dstOffset: number, length: number): void {
     const fault = this.resolve(rid, address, length, false);

@@ -1,7 +1,7 @@
 import { Counters, silentLogger, type Logger } from '../core/index.js';
 import type { Iommu } from '../memory/index.js';
 import type { MemWriteRun } from '../tlp/index.js';
-import { forEachEnabledRun, type CompleterTarget } from '../transaction/index.js';
+import { forEachEnabledRun, type ByteSpan, type CompleterTarget } from '../transaction/index.js';
 
 const SLAB_BYTES = 256 * 1024;
 /** Larger reads (beyond any MRRS) get their own buffer. */
@@ -64,9 +64,13 @@ export class HostMemoryTarget implements CompleterTarget {
     return this.slab.subarray(at, at + length);
   }
 
-  /** read() into the caller's buffer (the completer's fast path). */
-  readInto(address: number, dst: Uint8Array, dstOffset: number, length: number, requesterId: number): void {
-    this.iommu.dmaRead(requesterId, address, dst, dstOffset, length);
+  /** read() in place (the completer's fast path): the RAM page holding it, through the IOMMU. */
+  readSpan(address: number, length: number, requesterId: number, out: ByteSpan): boolean {
+    const page = this.iommu.dmaReadSpan(requesterId, address, length);
+    if (page === undefined) return false;
+    out.bytes = page;
+    out.offset = this.iommu.spanOffset;
+    return true;
   }
 
   /** write() from the link's receive buffer: whole DWs go to RAM with no view made of them. */

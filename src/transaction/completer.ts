@@ -42,11 +42,12 @@ export interface CompleterTarget {
   read(address: number, length: number, requesterId: number): Uint8Array;
   write(address: number, data: Uint8Array, firstBe: number, lastBe: number, requesterId: number): void;
   /**
-   * Optional: `read` into dst[dstOffset, dstOffset + length) instead of a new buffer (same
-   * failures). The completer's buffer is reused for the next read as soon as its completions
-   * have been sent, so the bytes must be copied, not referenced.
+   * Optional: `read` done in place, when the target can: sets `out` to where the bytes are
+   * (out.bytes[out.offset, out.offset + length), e.g. a page of RAM) and returns true; otherwise
+   * returns false having recorded nothing, and the completer calls `read`. The completer sends the
+   * completions from those bytes at once, before anything else can write them, or copies them.
    */
-  readInto?(address: number, dst: Uint8Array, dstOffset: number, length: number, requesterId: number): void;
+  readSpan?(address: number, length: number, requesterId: number, out: ByteSpan): boolean;
   /**
    * Optional: `write` with the payload given as src[srcOffset, srcOffset + length) (the link's
    * receive buffer, valid only during the call), so that no view of it need be made.
@@ -64,6 +65,12 @@ export interface CompleterTarget {
    * recorded. A run of writes reaches a later target's writeRun only past targets that say so.
    */
   disjoint?(address: number, length: number): boolean;
+}
+
+/** Where readSpan found a read's bytes. */
+export interface ByteSpan {
+  bytes: Uint8Array;
+  offset: number;
 }
 
 /** The fields of a memory read request the completer uses: a MemTlp's, or a MemReadView's. */
@@ -153,9 +160,9 @@ export class Completer {
   private readonly rcb: number;
   private readonly rng: Rng | undefined;
   private readonly ido: boolean;
+  /** Where a read's bytes are (CompleterTarget.readSpan), reused: one read at a time. */
+  private readonly span: ByteSpan = { bytes: new Uint8Array(0), offset: 0 };
   /** Fields of the read being completed by the fast path (reused: one read at a time). */
-  /** Where a read's data waits between the target and the link (see memRead). */
-  private readonly readScratch = new Uint8Array(READ_SCRATCH_BYTES);
   private readonly cplFields: CompletionFields = {
     completerId: 0,
     requesterId: 0,
@@ -358,17 +365,18 @@ export class Completer {
       this.sendCompletions(toTlp(), new Uint8Array(0), release);
       return;
     }
-    // With a target that reads into a buffer of ours and a link that sends completions straight
-    // from it, the data goes target → scratch → batch, allocating nothing.
-    const scratch = target.readInto !== undefined && length <= READ_SCRATCH_BYTES && this.rng === undefined && this.output.sendCompletionData !== undefined;
+    // With a target that can be read in place and a link that sends completions straight from
+    // it, the data goes from RAM into the batch, allocating nothing.
+    const span = this.span;
+    if (target.readSpan !== undefined && this.rng === undefined && this.output.sendCompletionData !== undefined && target.readSpan(start, length, tlp.requesterId, span)) {
+      if (this.sendReadData(tlp, span.bytes, span.offset, release, this.completerId, true)) return;
+      // The completions will wait in the queues: they need bytes of their own.
+      this.sendCompletions(toTlp(), span.bytes.slice(span.offset, span.offset + length), release);
+      return;
+    }
     let data: Uint8Array;
     try {
-      if (scratch) {
-        target.readInto!(start, this.readScratch, 0, length, tlp.requesterId);
-        data = this.readScratch.subarray(0, length);
-      } else {
-        data = target.read(start, length, tlp.requesterId);
-      }
+      data = target.read(start, length, tlp.requesterId);
     } catch (e) {
       this.reply(toTlp(), 'CA', release, `memory target failed a read at 0x${start.toString(16)}: ${errorMessage(e)}`);
       return;
@@ -377,10 +385,7 @@ export class Completer {
       this.reply(toTlp(), 'CA', release, `memory target returned ${data.length} of ${length} bytes`);
       return;
     }
-    if (scratch) {
-      if (this.sendReadData(tlp, data, release, this.completerId, true)) return;
-      data = data.slice(); // the completions will wait in the queues: they need bytes of their own
-    }
+    if (this.rng === undefined && this.sendReadData(tlp, data, 0, release, this.completerId, false)) return;
     this.sendCompletions(toTlp(), data, release);
   }
 
@@ -497,7 +502,8 @@ export class Completer {
       this.rng === undefined &&
       this.output.sendCompletionData !== undefined &&
       (request.kind === 'MRd' || request.kind === 'MRd64') &&
-      this.sendReadData(request, result, release, completerId, false)
+      result.length === readByteCount(request.firstBe, request.lastBe, request.lengthDw) &&
+      this.sendReadData(request, result, 0, release, completerId, false)
     ) {
       return;
     }
@@ -538,7 +544,12 @@ export class Completer {
    * nothing, when the first cannot go that way (anything unusual included: completionsFor then
    * builds them all, and reports what is wrong); parts after one that cannot go are built and queued.
    */
-  private sendReadData(request: MemReadRequest, data: Uint8Array, release: () => void, completerId: number, scratch: boolean): boolean {
+  /**
+   * Sends a read's completions straight from src, where the byte at the read's start address is
+   * src[base]; true when done (or when the rest was queued). `borrowed`: src is not ours to keep
+   * (RAM), so completions that must wait in the queues get a copy.
+   */
+  private sendReadData(request: MemReadRequest, src: Uint8Array, base: number, release: () => void, completerId: number, borrowed: boolean): boolean {
     const send = this.output.sendCompletionData;
     if (send === undefined || isZeroLengthRead(request.firstBe, request.lengthDw)) return false;
     const rcb = this.rcb;
@@ -546,7 +557,7 @@ export class Completer {
     if (!(rcb === 64 || rcb === 128) || !(mps >= rcb && mps <= 4096 && (mps & (mps - 1)) === 0)) return false;
     const start = joinAddress(request.addressHi, request.addressLo) + firstEnabledOffset(request.firstBe);
     const total = readByteCount(request.firstBe, request.lastBe, request.lengthDw);
-    if (data.length !== total) return false;
+    if (base + total > src.length) return false;
     const f = this.cplFields;
     f.completerId = completerId;
     f.requesterId = request.requesterId;
@@ -564,7 +575,7 @@ export class Completer {
     const end = start + total;
     for (let s = start; s < end; ) {
       const e = completionPartEnd(s, end, rcb, mps);
-      if (!send.call(this.output, f, end - s, lowerAddressOf(s), data, s - start, lowBits(s, 4), e - s)) {
+      if (!send.call(this.output, f, end - s, lowerAddressOf(s), src, base + s - start, lowBits(s, 4), e - s)) {
         if (s === start) return false;
         // The link stopped taking them (credits, congestion): the rest wait in the queues as TLPs.
         const o: CompletionOptions = {
@@ -579,8 +590,9 @@ export class Completer {
           byteCount: 0,
           lowerAddress: 0,
         };
-        // Scratch bytes are overwritten by the next read: queued completions get a copy.
-        const rest = scratch ? dataCompletions(o, data.slice(s - start), s, s, end, rcb, mps) : dataCompletions(o, data, start, s, end, rcb, mps);
+        const rest = borrowed
+          ? dataCompletions(o, src.slice(base + s - start, base + total), s, s, end, rcb, mps)
+          : dataCompletions(o, base === 0 ? src : src.subarray(base, base + total), start, s, end, rcb, mps);
         const last = rest.length - 1;
         const lastOpts: EnqueueOptions = { onSent: release, validated: true };
         for (let i = 0; i <= last; i++) this.output.enqueue(rest[i]!, i === last ? lastOpts : PART);
@@ -592,9 +604,6 @@ export class Completer {
     return true;
   }
 }
-
-/** The largest read request (§2.2.7: at most 4 KiB). */
-const READ_SCRATCH_BYTES = 4096;
 
 // completionsFor builds every completion with a src/tlp builder, which validates it.
 const PART: EnqueueOptions = Object.freeze({ validated: true });

@@ -55,6 +55,7 @@ export {
   type ConfigTarget,
   type CompleterOptions,
   type CompletionOutput,
+  type ByteSpan,
 } from './completer.js';
 export {
   TransactionLayer,

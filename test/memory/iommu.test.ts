@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Counters, type Logger, isTlpwireError } from '../../src/core/index.js';
 import { DmaFaultError, HostRam, Iommu, type IommuOptions, ridString } from '../../src/memory/index.js';
@@ -204,5 +205,37 @@ describe('Iommu', () => {
     for (let i = 0; i < 5; i++) faultOf(() => iommu.target(RID).read(0x1000 * i, 1));
     expect(iommu.faultCount).toBe(5);
     expect(iommu.recentFaults().map((f) => f.address)).toEqual([0x2000, 0x3000, 0x4000]);
+  });
+
+  it('reads in place (dmaReadSpan) exactly what dmaRead reads, or declines having recorded nothing', () => {
+    // Pages: IOVA 0x100000 → phys 0x30000 (rw), 0x101000 → 0x10000 (read-only), 0x102000 write-only,
+    // 0x103000 unmapped; phys 0x30000.. is written, 0x10000.. only partly (4 KiB RAM pages).
+    const { ram, iommu } = setup();
+    for (let i = 0; i < 0x1000; i++) ram.write8(0x30000 + i, (i * 7) & 0xff);
+    ram.write8(0x10010, 0x5a);
+    iommu.setMode(RID, 'enabled');
+    iommu.map(RID, 0x100000, 0x30000, 0x1000, 'rw');
+    iommu.map(RID, 0x101000, 0x10000, 0x1000, 'r');
+    iommu.map(RID, 0x102000, 0x20000, 0x1000, 'w');
+    fc.assert(
+      fc.property(fc.integer({ min: 0x0ff000, max: 0x104000 }), fc.integer({ min: 0, max: 600 }), fc.boolean(), (address, length, identity) => {
+        const rid = identity ? OTHER : RID; // OTHER has no domain: untranslated
+        const faults = iommu.faultCount;
+        const page = iommu.dmaReadSpan(rid, address, length);
+        expect(iommu.faultCount).toBe(faults);
+        if (page === undefined) return;
+        const want = new Uint8Array(length);
+        iommu.dmaRead(rid, address, want, 0, length);
+        expect(page.subarray(iommu.spanOffset, iommu.spanOffset + length)).toEqual(want);
+      }),
+      { numRuns: 2000 },
+    );
+    // In one mapped, written page it is taken; across IOMMU pages, unwritten, or refused it is not.
+    expect(iommu.dmaReadSpan(RID, 0x100100, 512)).toBeDefined();
+    expect(iommu.dmaReadSpan(RID, 0x100f00, 512)).toBeUndefined();
+    expect(iommu.dmaReadSpan(RID, 0x102000, 4)).toBeUndefined();
+    expect(iommu.dmaReadSpan(RID, 0x103000, 4)).toBeUndefined();
+    expect(iommu.dmaReadSpan(OTHER, 0x50000, 4)).toBeUndefined();
+    expect(iommu.faultCount).toBe(0);
   });
 });

@@ -10,7 +10,7 @@ import { Counters, TlpwireError } from '../../src/core/index.js';
 import { Link, createMemoryTransportPair, type CreditValues, type CreditScales } from '../../src/link/index.js';
 import { VirtualClock } from '../../src/sim/index.js';
 import { decodeTlp, memWriteTlp, type MemTlp, type Tlp } from '../../src/tlp/index.js';
-import { TransactionLayer, forEachEnabledRun, type CompleterTarget } from '../../src/transaction/index.js';
+import { TransactionLayer, forEachEnabledRun, type ByteSpan, type CompleterTarget } from '../../src/transaction/index.js';
 import { BASE_CONFIG, patterned, runUntilSettled } from './harness.js';
 
 const RAM_BASE = 0x10_0000;
@@ -18,7 +18,7 @@ const RAM_BASE = 0x10_0000;
 /** RAM with the optional fast-path methods, counting which ones were used. */
 class FastRam implements CompleterTarget {
   readonly bytes: Uint8Array;
-  readIntos = 0;
+  readSpans = 0;
   writeFroms = 0;
   constructor(size: number) {
     this.bytes = new Uint8Array(size);
@@ -29,9 +29,11 @@ class FastRam implements CompleterTarget {
   read(address: number, length: number): Uint8Array {
     return this.bytes.slice(address - RAM_BASE, address - RAM_BASE + length);
   }
-  readInto(address: number, dst: Uint8Array, dstOffset: number, length: number): void {
-    this.readIntos++;
-    dst.set(this.bytes.subarray(address - RAM_BASE, address - RAM_BASE + length), dstOffset);
+  readSpan(address: number, _length: number, _requesterId: number, out: ByteSpan): boolean {
+    this.readSpans++;
+    out.bytes = this.bytes;
+    out.offset = address - RAM_BASE;
+    return true;
   }
   write(address: number, data: Uint8Array, firstBe: number, lastBe: number): void {
     forEachEnabledRun(address, data, firstBe, lastBe, (a, b) => this.bytes.set(b, a - RAM_BASE));
@@ -125,7 +127,7 @@ describe('DMA fast paths over a real link', () => {
       expect(await s.settle(s.ep.requester.memRead(address, length))).toEqual(data);
     }
     expect(s.ram.writeFroms).toBeGreaterThan(0);
-    expect(s.ram.readIntos).toBeGreaterThan(0);
+    expect(s.ram.readSpans).toBeGreaterThan(0);
     // Every TLP was counted on both sides.
     expect(s.rcLink.counters.get('tlp.received.MWr')).toBe(s.epLink.counters.get('tlp.sent.MWr'));
     expect(s.epLink.counters.get('tlp.received.CplD')).toBe(s.rcLink.counters.get('tlp.sent.CplD'));
@@ -159,6 +161,23 @@ describe('DMA fast paths over a real link', () => {
     const got = await s.settle(Promise.all(reads));
     for (let i = 0; i < 4; i++) expect(got[i]).toEqual(data.subarray(i * 65536, (i + 1) * 65536));
     expect(s.rcLink.counters.get('stalls.transport')).toBeGreaterThan(0);
+  });
+
+  it('completions sent from RAM in place carry the bytes of when the read was answered, also those that had to wait', async () => {
+    const s = await setup({ highWaterBytes: 2048, latencyNs: 20_000 });
+    const data = patterned(256 * 1024, 6);
+    s.ram.bytes.set(data, 0);
+    const reads: Promise<Uint8Array>[] = [];
+    for (let i = 0; i < 4; i++) reads.push(s.ep.requester.memRead(RAM_BASE + i * 65536, 65536));
+    // Every MRd (256 KiB / MRRS 512) answered, some of the completions still waiting in the queues:
+    const requests = (256 * 1024) / 512;
+    expect(s.clock.runUntil(() => s.rcLink.counters.get('tlp.received.MRd') === requests)).toBe(true);
+    expect(s.rcLink.counters.get('tlp.sent.CplD')).toBeLessThan(requests * 2);
+    // ... then the memory changes: what was read must not.
+    s.ram.bytes.fill(0xee, 0, data.length);
+    const got = await s.settle(Promise.all(reads));
+    for (let i = 0; i < 4; i++) expect(got[i]).toEqual(data.subarray(i * 65536, (i + 1) * 65536));
+    expect(s.ram.readSpans).toBe(requests);
   });
 
   it('a write waiting for credits fails with ERR_LINK_DOWN when the link goes down', async () => {
