@@ -5,6 +5,7 @@
  * Time comes only from the Clock, so the same Link runs over real sockets and in the simulator.
  */
 import {
+  Counter,
   Counters,
   TlpwireError,
   errorMessage,
@@ -197,11 +198,15 @@ const CLASS_P = 0;
 const CLASS_NP = 1;
 const CLASS_CPL = 2;
 
-const SENT_KEY = Object.fromEntries(TLP_KINDS.map((k) => [k, `tlp.sent.${k}`])) as Record<TlpKind, string>;
-const RECEIVED_KEY = Object.fromEntries(TLP_KINDS.map((k) => [k, `tlp.received.${k}`])) as Record<TlpKind, string>;
+/** The counters `${prefix}${kind}` of every TLP kind, held so that per-TLP paths skip the look-up. */
+function countersByKind(counters: Counters, prefix: string): Record<TlpKind, Counter> {
+  return Object.fromEntries(TLP_KINDS.map((k) => [k, counters.counter(`${prefix}${k}`)])) as Record<TlpKind, Counter>;
+}
 
 export class Link implements LinkPort {
   readonly counters: Counters;
+  private readonly sent: Record<TlpKind, Counter>;
+  private readonly received: Record<TlpKind, Counter>;
   readonly remote: string;
 
   onTlp: (tlp: Tlp) => void = () => {};
@@ -276,6 +281,8 @@ export class Link implements LinkPort {
   ) {
     this.clock = options.clock;
     this.counters = options.counters ?? new Counters();
+    this.sent = countersByKind(this.counters, 'tlp.sent.');
+    this.received = countersByKind(this.counters, 'tlp.received.');
     this.remote = transport.remote;
     this.log = (options.logger ?? silentLogger).child({ link: transport.remote });
     this.version = options.protocolVersion ?? PROTOCOL_VERSION;
@@ -432,7 +439,7 @@ export class Link implements LinkPort {
     }
     tx.consumeClass(ci, dataBytes);
     this.writer.commitItem(ITEM.TLP, n);
-    this.counters.add(SENT_KEY[tlp.kind]);
+    this.sent[tlp.kind].add();
     this.scheduleFlush();
   }
 
@@ -475,8 +482,8 @@ export class Link implements LinkPort {
       else narrow++;
       a = pe;
     }
-    if (narrow > 0) this.counters.add(SENT_KEY.MWr, narrow);
-    if (wide > 0) this.counters.add(SENT_KEY.MWr64, wide);
+    if (narrow > 0) this.sent.MWr.add(narrow);
+    if (wide > 0) this.sent.MWr64.add(wide);
     if (a > address) this.scheduleFlush();
     return a - address;
   }
@@ -494,7 +501,7 @@ export class Link implements LinkPort {
     const n = encodeMemReadInto(this.writer.buffer, offset, f, tag, address, byteLength);
     this.tx!.consumeClass(CLASS_NP, 0);
     this.writer.commitItem(ITEM.TLP, n);
-    this.counters.add(n === 16 ? SENT_KEY.MRd64 : SENT_KEY.MRd);
+    (n === 16 ? this.sent.MRd64 : this.sent.MRd).add();
     this.scheduleFlush();
     return true;
   }
@@ -521,7 +528,7 @@ export class Link implements LinkPort {
     const n = encodeCompletionDataInto(this.writer.buffer, offset, f, byteCount, lowerAddress, src, srcOffset, lead, bytes);
     tx.consumeClass(CLASS_CPL, payload);
     this.writer.commitItem(ITEM.TLP, n);
-    this.counters.add(f.locked ? SENT_KEY.CplDLk : SENT_KEY.CplD);
+    (f.locked ? this.sent.CplDLk : this.sent.CplD).add();
     this.scheduleFlush();
     return true;
   }
@@ -808,7 +815,7 @@ export class Link implements LinkPort {
     }
     let dataCredits = 0;
     for (let i = 0; i < n; i++) dataCredits += dataCreditsFor(r.dataLengths[i]!);
-    this.counters.add(r.wide ? RECEIVED_KEY.MWr64 : RECEIVED_KEY.MWr, n);
+    (r.wide ? this.received.MWr64 : this.received.MWr).add(n);
     r.clear();
     const rx = this.rx;
     if (rx === undefined || this.finished) return;
@@ -836,7 +843,7 @@ export class Link implements LinkPort {
       if (ci >= 0) this.releaseCredits(CLASSES[ci]!, dataBytes);
       return;
     }
-    this.counters.add(RECEIVED_KEY[tlp.kind]);
+    this.received[tlp.kind].add();
     try {
       this.onTlp(tlp);
     } catch (e) {
@@ -851,36 +858,36 @@ export class Link implements LinkPort {
    * or the handler declines goes on to decodeTlp and onTlp (and is counted there instead).
    */
   private receiveFast(msg: Uint8Array, body: number, len: number, ci: number): boolean {
-    let key = '';
+    let counter: Counter | undefined;
     let taken: boolean;
     try {
       if (ci === CLASS_P) {
         const handler = this.onMemWrite;
         const v = this.memWriteView;
         if (handler === undefined || !parseMemWrite(msg, body, len, v)) return false;
-        key = v.wide ? RECEIVED_KEY.MWr64 : RECEIVED_KEY.MWr;
+        counter = v.wide ? this.received.MWr64 : this.received.MWr;
         taken = handler(msg, v);
       } else if (ci === CLASS_NP) {
         const handler = this.onMemRead;
         const v = this.memReadView;
         if (handler === undefined || !parseMemRead(msg, body, len, v)) return false;
-        key = v.wide ? RECEIVED_KEY.MRd64 : RECEIVED_KEY.MRd;
+        counter = v.wide ? this.received.MRd64 : this.received.MRd;
         taken = handler(msg, v);
       } else {
         const handler = this.onCompletionData;
         const v = this.completionView;
         if (handler === undefined || !parseCompletionData(msg, body, len, v)) return false;
-        key = v.locked ? RECEIVED_KEY.CplDLk : RECEIVED_KEY.CplD;
+        counter = v.locked ? this.received.CplDLk : this.received.CplD;
         taken = handler(msg, v);
       }
     } catch (e) {
       // As for onTlp: the consumer's bug must not take the link (and the rest of the batch) down.
-      this.counters.add(key);
+      counter?.add();
       this.counters.add('errors.consumer');
       this.log.error({ err: errorMessage(e) }, 'fast receive handler threw');
       return true;
     }
-    if (taken) this.counters.add(key);
+    if (taken) counter!.add();
     return taken;
   }
 
