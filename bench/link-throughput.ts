@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Link, connectTransport, listenTransport, type CreditScales, type CreditValues } from '../src/link/index.js';
 import { RealClock } from '../src/roles/real-runtime.js';
 import { memWriteTlp } from '../src/tlp/index.js';
+import { peerNodeArgs } from './dist.js';
 import { measureRawSocket } from './raw-socket.js';
 
 const PAYLOAD = 256;
@@ -52,7 +53,7 @@ async function runSink(scheme: 'tcp' | 'ws', w: Window, totalBytes: number): Pro
   // TLPWIRE_BENCH_PROFILE=DIR writes a CPU profile of each source process there.
   const prof = process.env['TLPWIRE_BENCH_PROFILE'];
   const profArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
-  const child = spawn(process.execPath, [...profArgs, '--import', 'tsx', fileURLToPath(import.meta.url), 'link-source', server.url, String(totalBytes)], {
+  const child = spawn(process.execPath, [...peerNodeArgs(profArgs), fileURLToPath(import.meta.url), 'link-source', server.url, String(totalBytes)], {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const t1 = await done;

@@ -8,6 +8,7 @@
 import { createServer, connect, type Socket } from 'node:net';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { peerNodeArgs } from './dist.js';
 
 const RECORD = 256;
 const BATCH_RECORDS = 256; // 64 KiB per write
@@ -59,7 +60,7 @@ export async function measureRawSocket(passBytes: number, passes = 3): Promise<R
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as { port: number }).port;
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'source', String(port), String(totalBytes)], {
+  const child = spawn(process.execPath, [...peerNodeArgs(), fileURLToPath(import.meta.url), 'source', String(port), String(totalBytes)], {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   await done;

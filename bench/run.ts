@@ -13,7 +13,10 @@
  * baseline's median, which is what the targets are about (write ≥ 0.6, read ≥ 0.4, over tcp).
  * The figures are printed, never asserted: the process fails only if something crashed.
  *
- *   tsx bench/run.ts [--mib N] [--reps N] [--only raw,codec,tcp,ws]
+ * Every process, this one and the peers, runs with BENCH_NODE_FLAGS (bench/dist.ts); `npm run
+ * bench` passes them to this one:
+ *
+ *   node --single-threaded-gc --import tsx bench/run.ts [--mib N] [--reps N] [--only raw,codec,tcp,ws]
  *
  * TLPWIRE_BENCH_PROFILE=DIR writes a CPU profile of each DMA peer process there.
  */
@@ -21,7 +24,7 @@ import { spawn } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { loadDist, type RolesModule } from './dist.js';
+import { loadDist, missingBenchFlags, peerNodeArgs, type RolesModule } from './dist.js';
 import { BASE, CHUNK, patternChunk, stampChunk, type PeerEvent } from './dma-pattern.js';
 import { measureCodec, type CodecResult } from './codec.js';
 import { measureRawSocket } from './raw-socket.js';
@@ -76,7 +79,7 @@ async function measureDma(scheme: 'tcp' | 'ws', bytes: number, reps: number): Pr
   const prof = process.env['TLPWIRE_BENCH_PROFILE'];
   const profArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
   const peer = fileURLToPath(new URL('./dma-peer.ts', import.meta.url));
-  const child = spawn(process.execPath, [...profArgs, '--import', 'tsx', peer, url, String(bytes), String(reps)], {
+  const child = spawn(process.execPath, [...peerNodeArgs(profArgs), peer, url, String(bytes), String(reps)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -145,6 +148,10 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   console.log(`tlpwire bench: node ${process.version}, ${cpus().length} CPUs, load average ${load()} (1/5/15 min)`);
   console.log(`DMA: MPS 256 B, MRRS 512 B, ${o.mib} MiB per pass, median of ${o.reps} timed passes after a warm-up pass`);
+  const missing = missingBenchFlags();
+  if (missing.length > 0) {
+    console.log(`note: this process (the root complex and the baseline's sink) lacks ${missing.join(' ')}; run it with npm run bench to measure as documented`);
+  }
 
   const raws: number[] = [];
   const rawPasses: number[][] = [];
