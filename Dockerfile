@@ -3,7 +3,7 @@
 #
 #   docker compose build && docker compose up        (see docs/DEMO.md)
 
-# ---- build: TypeScript → dist/, and native/tap/build/Release/tap.node (npm ci runs `prepare`)
+# ---- build: TypeScript → dist/, and native/tap/build/Release/{tap,bulkcopy}.node (npm ci runs `prepare`)
 FROM node:20-bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make gcc g++ \
@@ -28,7 +28,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/bin ./bin
-COPY --from=build /app/native/tap/build/Release/tap.node ./native/tap/build/Release/tap.node
+COPY --from=build /app/native/tap/build/Release/tap.node /app/native/tap/build/Release/bulkcopy.node ./native/tap/build/Release/
 ENV PATH=/app/bin:$PATH
 # 5301: the PCIe link (rc --listen ws://0.0.0.0:5301)
 EXPOSE 5301

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 /**
- * Builds tlpwire's optional TAP addon (native/tap) with node-gyp. It never fails the install:
- * everything except `tap:` works without the addon, so when the build cannot run or fails this
- * prints one line saying that tap: is unavailable and why, and exits 0. The full build output
- * goes to native/tap/build-native.log.
+ * Builds tlpwire's optional native addons (native/tap) with node-gyp: the TAP binding (tap.node)
+ * and the DMA paths' bulk copies (bulkcopy.node, src/core/bulk-copy.ts). It never fails the
+ * install: everything except `tap:` works without them (the bulk copies fall back to JavaScript,
+ * which is slower), so when the build cannot run or fails this prints one line saying that tap:
+ * is unavailable and why, and exits 0. The full build output goes to native/tap/build-native.log.
  *
  *   node scripts/build-native.mjs          (also run by `npm run build:native` and `prepare`)
  *   TLPWIRE_SKIP_NATIVE=1                  skip the build
@@ -24,6 +25,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const addonDir = process.env.TLPWIRE_NATIVE_DIR ?? join(root, 'native', 'tap');
 const logFile = join(addonDir, 'build-native.log');
 const output = join(addonDir, 'build', 'Release', 'tap.node');
+const bulkOutput = join(addonDir, 'build', 'Release', 'bulkcopy.node');
 const shown = (p) => (p.startsWith(`${root}/`) ? p.slice(root.length + 1) : p);
 const BUILD_TIMEOUT_MS = 5 * 60_000;
 
@@ -145,6 +147,12 @@ async function main() {
     unavailable(`the addon was built but does not load: ${first.trim()}`);
   }
   say(`tap: native addon built (${shown(output)})`);
+  const bulk = spawnSync(process.execPath, ['-e', `const m = require(${JSON.stringify(bulkOutput)}); if (typeof m.gather !== 'function' || typeof m.scatter !== 'function') process.exit(3)`], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  if (bulk.status === 0) say(`bulk copies: native addon built (${shown(bulkOutput)})`);
+  else say('bulk copies: the native addon does not load; the DMA paths copy in JavaScript (slower)');
 }
 
 main().catch((e) => unavailable(`build script error: ${e instanceof Error ? e.message : String(e)}`));

@@ -8,6 +8,11 @@
       "conditions": [
         ["OS!='linux'", { "type": "none", "sources!": ["tap.c"] }]
       ]
+    },
+    {
+      "target_name": "bulkcopy",
+      "sources": ["bulkcopy.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"]
     }
   ]
 }

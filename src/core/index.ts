@@ -5,3 +5,4 @@ export * from './u16.js';
 export * from './fixed-queue.js';
 export * from './log.js';
 export * from './counters.js';
+export * from './bulk-copy.js';

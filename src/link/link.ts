@@ -7,6 +7,8 @@
 import {
   Counter,
   Counters,
+  bulkCopy,
+  type ScatterFn,
   TlpwireError,
   errorMessage,
   silentLogger,
@@ -25,7 +27,7 @@ import {
   decodeTlp,
   encodeCompletionDataInto,
   encodeMemReadInto,
-  encodeMemWriteInto,
+  encodeMemWriteHeaderInto,
   encodeTlpInto,
   encodeValidatedTlpInto,
   encodedLength,
@@ -230,6 +232,10 @@ export class Link implements LinkPort {
   /** Fast receive path for MRd/MRd64 (LinkPort), as onMemWrite is for writes. */
   onMemRead: ((bytes: Uint8Array, v: MemReadView) => boolean) | undefined = undefined;
   private readonly memReadView = new MemReadView();
+  /** sendMemWrites: where each payload of the batch being built goes, and its length. */
+  private readonly payloadAt = new Int32Array(1024);
+  private readonly payloadLengths = new Int32Array(1024);
+  private readonly scatter: ScatterFn = bulkCopy().scatter;
   private readonly run = new MemWriteRun();
   private readonly runView = new MemWriteView();
   private readonly memWriteView = new MemWriteView();
@@ -457,30 +463,51 @@ export class Link implements LinkPort {
   sendMemWrites(f: MemWriteFields, address: number, src: Uint8Array, srcOffset: number, length: number, mps: number): number {
     const tx = this.tx;
     if (this._state !== 'up' || tx === undefined) return 0;
+    if (!(srcOffset >= 0 && srcOffset + length <= src.length)) {
+      throw new TlpwireError('ERR_INTERNAL', `sendMemWrites: source range ${srcOffset}+${length} is outside its ${src.length}-byte buffer`);
+    }
     const end = address + length;
     let a = address;
     let narrow = 0;
     let wide = 0;
-    while (a < end) {
-      if (this.congested) {
-        this.counters.add('stalls.transport');
-        break;
+    // Headers are written as the TLPs are placed; the payloads follow in one bulk copy per batch
+    // (before the batch leaves): the bytes [copied, a) of the write wait for it.
+    const at = this.payloadAt;
+    const lengths = this.payloadLengths;
+    let waiting = 0;
+    let copied = address;
+    try {
+      while (a < end) {
+        if (this.congested) {
+          this.counters.add('stalls.transport');
+          break;
+        }
+        const pe = Math.min(end, a - (a % mps) + mps);
+        const n = pe - a;
+        if (!tx.canSendClass(CLASS_P, n)) {
+          this.counters.add('stalls.credits');
+          break;
+        }
+        const size = (a >= FOUR_GIB ? 16 : 12) + n;
+        if (this.writer.length + ITEM_HEADER_BYTES + size > this.batchBytes || waiting === at.length) {
+          this.scatter(this.writer.buffer, at, src, srcOffset + (copied - address), lengths, waiting);
+          waiting = 0;
+          copied = a;
+          if (this.writer.length + ITEM_HEADER_BYTES + size > this.batchBytes) this.flush();
+        }
+        const offset = this.writer.reserveItem(size);
+        const hdr = encodeMemWriteHeaderInto(this.writer.buffer, offset, f, a, n);
+        at[waiting] = offset + hdr;
+        lengths[waiting++] = n;
+        tx.consumeClass(CLASS_P, n);
+        this.writer.commitItem(ITEM.TLP, hdr + n);
+        if (a >= FOUR_GIB) wide++;
+        else narrow++;
+        a = pe;
       }
-      const pe = Math.min(end, a - (a % mps) + mps);
-      const n = pe - a;
-      if (!tx.canSendClass(CLASS_P, n)) {
-        this.counters.add('stalls.credits');
-        break;
-      }
-      const size = (a >= FOUR_GIB ? 16 : 12) + n;
-      if (this.writer.length + ITEM_HEADER_BYTES + size > this.batchBytes) this.flush();
-      const offset = this.writer.reserveItem(size);
-      const k = encodeMemWriteInto(this.writer.buffer, offset, f, a, src, srcOffset + (a - address), n);
-      tx.consumeClass(CLASS_P, n);
-      this.writer.commitItem(ITEM.TLP, k);
-      if (a >= FOUR_GIB) wide++;
-      else narrow++;
-      a = pe;
+    } finally {
+      // Also when something above threw: no TLP in the batch may go without its payload.
+      this.scatter(this.writer.buffer, at, src, srcOffset + (copied - address), lengths, waiting);
     }
     if (narrow > 0) this.sent.MWr.add(narrow);
     if (wide > 0) this.sent.MWr64.add(wide);

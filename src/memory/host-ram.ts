@@ -1,4 +1,4 @@
-import { TlpwireError } from '../core/index.js';
+import { TlpwireError, defaultGather, type GatherFn } from '../core/index.js';
 import { RangeAllocator } from './range-allocator.js';
 
 export const DEFAULT_RAM_SIZE = 64 * 1024 * 1024;
@@ -16,6 +16,8 @@ export interface HostRamOptions {
    * the value of an uninitialised descriptor — never names a live buffer.
    */
   reserveLow?: number;
+  /** How dmaWriteGather copies a run (tests pick one); default: native when built (src/memory/bulk-copy). */
+  gather?: GatherFn;
 }
 
 /**
@@ -49,6 +51,7 @@ export class HostRam {
   private observers: RamWriteObserver[] = [];
   private seq = 0;
   private allocatedPages = 0;
+  private readonly gather: GatherFn;
 
   constructor(options: HostRamOptions = {}) {
     const size = options.size ?? DEFAULT_RAM_SIZE;
@@ -68,6 +71,7 @@ export class HostRam {
     this.views = new Array<DataView | undefined>(n).fill(undefined);
     const reserve = Math.min(options.reserveLow ?? 64 * 1024, size);
     this.allocator = new RangeAllocator(reserve, size, 'physical memory');
+    this.gather = options.gather ?? defaultGather();
   }
 
   /** Backing pages allocated so far (a 1 GiB RAM that was barely touched stays small). */
@@ -301,13 +305,22 @@ export class HostRam {
       }
       return;
     }
-    for (let i = 0; i < count; i++) {
-      const n = lengths[i]!;
-      const o = offsets[i]!;
+    // The pieces that fall in one page of the backing store go in one bulk copy.
+    const pageSize = this.pageSize;
+    for (let i = 0; i < count; ) {
       const off = this.offsetOf(a);
-      if (off + n <= this.pageSize) this.pageFor(a).set(src.subarray(o, o + n), off);
-      else this.writeBytes(a, src, o, n); // crosses a page of the backing store
+      let j = i;
+      let n = 0;
+      while (j < count && off + n + lengths[j]! <= pageSize) n += lengths[j++]!;
+      if (j === i) {
+        n = lengths[i]!; // a piece that crosses a page of the backing store
+        this.writeBytes(a, src, offsets[i]!, n);
+        j = i + 1;
+      } else {
+        this.gather(this.pageFor(a), off, src, i === 0 ? offsets : offsets.subarray(i), i === 0 ? lengths : lengths.subarray(i), j - i);
+      }
       a += n;
+      i = j;
     }
     this.seq += count;
   }

@@ -92,13 +92,24 @@ export function encodeMemWriteInto(
   srcOffset: number,
   length: number,
 ): number {
+  if (!(srcOffset >= 0 && srcOffset + length <= src.length)) throw fieldError('MWr', `source range ${srcOffset}+${length} is outside its ${src.length}-byte buffer`);
+  const hdr = encodeMemWriteHeaderInto(out, offset, f, address, length);
+  out.set(srcOffset === 0 && length === src.length ? src : src.subarray(srcOffset, srcOffset + length), offset + hdr);
+  return hdr + length;
+}
+
+/**
+ * encodeMemWriteInto without the payload: the header of a `length`-byte MWr/MWr64 at `out[offset]`,
+ * with the same checks (the payload's room included); returns the header's size. The caller puts
+ * the payload right after it (Link.sendMemWrites copies a whole run's payloads in one call).
+ */
+export function encodeMemWriteHeaderInto(out: Uint8Array, offset: number, f: MemWriteFields, address: number, length: number): number {
   if (!(Number.isSafeInteger(address) && address >= 0 && (address & 3) === 0 && (length & 3) === 0 && length >= 4 && length <= PCIE_LIMITS.PAGE_4K)) {
     throw fieldError('MWr', `the fast path writes whole DWs (4..4096 bytes at a DW-aligned address), got ${length} bytes at ${address}`);
   }
   if ((address & ADDRESS.PAGE_OFFSET_MASK) + length > PCIE_LIMITS.PAGE_4K) {
     throw new TlpwireError('ERR_TLP_4K_CROSSING', `MWr: ${length} bytes at ${address} cross a 4-KB boundary (§2.2.7.1)`, { offset: 8 });
   }
-  if (!(srcOffset >= 0 && srcOffset + length <= src.length)) throw fieldError('MWr', `source range ${srcOffset}+${length} is outside its ${src.length}-byte buffer`);
   const wide = address >= FOUR_GIB;
   const hdr = wide ? TLP_SIZE.HEADER_4DW : TLP_SIZE.HEADER_3DW;
   if (!(offset >= 0 && offset + hdr + length <= out.length)) {
@@ -122,8 +133,7 @@ export function encodeMemWriteInto(
   } else {
     putU32(out, offset + 8, address);
   }
-  out.set(srcOffset === 0 && length === src.length ? src : src.subarray(srcOffset, srcOffset + length), offset + hdr);
-  return hdr + length;
+  return hdr;
 }
 
 /** A received memory request's header fields, as the fast parsers read them. */

@@ -28,6 +28,7 @@ export {
   checkMemWriteFields,
   encodeCompletionDataInto,
   encodeMemWriteInto,
+  encodeMemWriteHeaderInto,
   parseCompletionData,
   parseMemWrite,
   type CompletionFields,

@@ -1,7 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { isTlpwireError } from '../../src/core/index.js';
+import { gatherJs, isTlpwireError, loadNativeBulkCopy, type GatherFn } from '../../src/core/index.js';
 import { HostRam, Iommu, RangeAllocator, type RamWriteObserver } from '../../src/memory/index.js';
+
+/** The bulk copies HostRam can use: JavaScript always, the native addon when it was built. */
+const native = loadNativeBulkCopy();
+const nativeGather = typeof native === 'string' ? native : native.gather;
+const GATHERS: [string, GatherFn][] = typeof nativeGather === 'string' ? [['js', gatherJs]] : [['js', gatherJs], ['native', nativeGather]];
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -168,7 +173,8 @@ describe('HostRam.dmaWriteGather and Iommu.tryDmaWriteGather', () => {
         fc.array(fc.integer({ min: 1, max: 600 }), { minLength: 1, maxLength: 40 }),
         fc.boolean(),
         fc.boolean(),
-        (start, lengths, observed, viaIommu) => {
+        fc.constantFrom(...GATHERS),
+        (start, lengths, observed, viaIommu, [, gather]) => {
           const total = lengths.reduce((a, b) => a + b, 0);
           // The pieces sit in one source buffer with gaps between them, as TLP payloads do.
           const src = new Uint8Array(total + lengths.length * 16 + 16).map((_, i) => (i * 31 + 7) & 0xff);
@@ -179,13 +185,13 @@ describe('HostRam.dmaWriteGather and Iommu.tryDmaWriteGather', () => {
             offsets[i] = o;
             o += n + 16;
           });
-          const run = (gather: boolean): { bytes: Uint8Array; calls: string[]; seq: number } => {
-            const ram = new HostRam({ size: 1 << 20, pageSize: 4096 });
+          const run = (asRun: boolean): { bytes: Uint8Array; calls: string[]; seq: number } => {
+            const ram = new HostRam({ size: 1 << 20, pageSize: 4096, gather });
             const calls: string[] = [];
             if (observed) ram.addObserver({ beforeDeviceWrite: (a, n, seq) => calls.push(`${a}+${n}#${seq}`), afterCpuStore: () => {} });
             const iommu = new Iommu({ ram });
             const base = 0x1000 + start;
-            if (gather) {
+            if (asRun) {
               if (viaIommu) expect(iommu.tryDmaWriteGather(3, base, src, offsets, lens, lens.length)).toBe(true);
               else ram.dmaWriteGather(base, src, offsets, lens, lens.length);
             } else {
@@ -203,8 +209,28 @@ describe('HostRam.dmaWriteGather and Iommu.tryDmaWriteGather', () => {
           expect(g.seq).toBe(one.seq);
         },
       ),
-      { numRuns: 150 },
+      { numRuns: 300 },
     );
+  });
+
+  it('handle every way a run meets the end of a backing page, with either copy', () => {
+    const src = Uint8Array.from({ length: 256 }, (_, i) => i ^ 0x5a);
+    for (const [name, gather] of GATHERS) {
+      for (let start = 4096 - 24; start <= 4096 + 4; start++) {
+        for (const lens of [[8, 8, 8], [4, 4, 4, 4], [1, 12, 3], [24], [2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2]]) {
+          const offsets = Int32Array.from(lens, (_, i) => 7 + i * 20);
+          const ram = new HostRam({ size: 1 << 16, pageSize: 4096, gather });
+          const want = new HostRam({ size: 1 << 16, pageSize: 4096, gather });
+          ram.dmaWriteGather(start, src, offsets, Int32Array.from(lens), lens.length);
+          let a = start;
+          lens.forEach((n, i) => {
+            want.dmaWrite(a, src, offsets[i]!, n);
+            a += n;
+          });
+          expect(ram.readBytes(4096 - 32, 64), `${name} start ${start} pieces ${lens.join(',')}`).toEqual(want.readBytes(4096 - 32, 64));
+        }
+      }
+    }
   });
 
   it('through a translating IOMMU: a run that is mapped lands across its pages; one that is not is refused, nothing written or recorded', () => {

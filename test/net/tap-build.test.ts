@@ -19,7 +19,7 @@ afterAll(() => {
 function copyOfSources(): string {
   const d = mkdtempSync(join(tmpdir(), 'tlpwire-native-'));
   dirs.push(d);
-  for (const f of ['tap.c', 'binding.gyp']) copyFileSync(join(root, 'native', 'tap', f), join(d, f));
+  for (const f of ['tap.c', 'bulkcopy.c', 'binding.gyp']) copyFileSync(join(root, 'native', 'tap', f), join(d, f));
   return d;
 }
 
@@ -72,10 +72,17 @@ describe('scripts/build-native.mjs', () => {
     const dir = copyOfSources();
     const { code, stdout } = await runScript({ TLPWIRE_NATIVE_DIR: dir });
     expect(code).toBe(0);
-    expect(stdout.trim()).toBe(`tap: native addon built (${join(dir, 'build', 'Release', 'tap.node')})`);
+    expect(stdout.trim().split('\n')).toEqual([
+      `tap: native addon built (${join(dir, 'build', 'Release', 'tap.node')})`,
+      `bulk copies: native addon built (${join(dir, 'build', 'Release', 'bulkcopy.node')})`,
+    ]);
     const out = execFileSync(process.execPath, ['-e', `const m = require(${JSON.stringify(join(dir, 'build', 'Release', 'tap.node'))}); console.log(typeof m.Tap, m.version)`], {
       encoding: 'utf8',
     });
     expect(out.trim()).toBe('function 1');
+    const bulk = execFileSync(process.execPath, ['-e', `const m = require(${JSON.stringify(join(dir, 'build', 'Release', 'bulkcopy.node'))}); console.log(typeof m.gather, typeof m.scatter, m.version)`], {
+      encoding: 'utf8',
+    });
+    expect(bulk.trim()).toBe('function function 1');
   });
 });

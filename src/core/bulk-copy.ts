@@ -1,0 +1,87 @@
+/**
+ * Bulk copies for the DMA paths: a run of TLP payloads copied in one call. JavaScript copies each
+ * 256-byte payload with set(subarray(…)), about 90 ns, most of it making the view (which is then
+ * garbage); the native addon (native/tap/bulkcopy.c, built with the TAP addon by
+ * scripts/build-native.mjs) does a run in one call at about 12 ns a payload. Without the addon
+ * (not built, another platform, another Node ABI) the JavaScript copies are used: same result.
+ *
+ * TLPWIRE_BULK_COPY=js uses the JavaScript copies even when the addon is there (the benchmark's
+ * comparison, and the tests of both). This is OS-bound code, like the TAP addon's loader: it
+ * decides only how bytes are copied, never what is copied, so the simulator stays reproducible.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Piece i is src[srcOffsets[i], srcOffsets[i] + lengths[i]); the `count` pieces land back to back
+ * in dst from dstOffset. Callers check the ranges (the native copy checks them again and throws a
+ * RangeError, having copied nothing, when one is wrong).
+ */
+export type GatherFn = (dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffsets: Int32Array, lengths: Int32Array, count: number) => void;
+
+/** The reverse of gather: the pieces are back to back in src from srcOffset; piece i lands at dst[dstOffsets[i]]. */
+export type ScatterFn = (dst: Uint8Array, dstOffsets: Int32Array, src: Uint8Array, srcOffset: number, lengths: Int32Array, count: number) => void;
+
+export interface BulkCopy {
+  gather: GatherFn;
+  scatter: ScatterFn;
+  /** Where the copies come from: the addon's path, or why JavaScript is used. */
+  native: boolean;
+  detail: string;
+}
+
+export const gatherJs: GatherFn = (dst, dstOffset, src, srcOffsets, lengths, count) => {
+  let at = dstOffset;
+  for (let i = 0; i < count; i++) {
+    const o = srcOffsets[i]!;
+    const n = lengths[i]!;
+    dst.set(src.subarray(o, o + n), at);
+    at += n;
+  }
+};
+
+export const scatterJs: ScatterFn = (dst, dstOffsets, src, srcOffset, lengths, count) => {
+  let at = srcOffset;
+  for (let i = 0; i < count; i++) {
+    const n = lengths[i]!;
+    dst.set(src.subarray(at, at + n), dstOffsets[i]!);
+    at += n;
+  }
+};
+
+export const DEFAULT_BULK_COPY_ADDON_PATH = fileURLToPath(new URL('../../native/tap/build/Release/bulkcopy.node', import.meta.url));
+
+/** The native copies from the addon at `path`, or why they cannot be used. Never throws. */
+export function loadNativeBulkCopy(path: string = DEFAULT_BULK_COPY_ADDON_PATH): { gather: GatherFn; scatter: ScatterFn } | string {
+  if (!existsSync(path)) return 'the native addon is not built (npm run build:native)';
+  try {
+    const mod = createRequire(import.meta.url)(path) as { gather?: unknown; scatter?: unknown };
+    if (typeof mod.gather !== 'function' || typeof mod.scatter !== 'function') return `${path} is not tlpwire's bulk-copy addon`;
+    return { gather: mod.gather as GatherFn, scatter: mod.scatter as ScatterFn };
+  } catch (e) {
+    const first = (e instanceof Error ? e.message : String(e)).split('\n')[0] ?? '';
+    return `the native addon does not load (${first})`;
+  }
+}
+
+let chosen: BulkCopy | undefined;
+
+/** The copies the DMA paths use: native when the addon loads (and TLPWIRE_BULK_COPY is not js), else JavaScript. */
+export function bulkCopy(): BulkCopy {
+  if (chosen !== undefined) return chosen;
+  if (process.env['TLPWIRE_BULK_COPY'] === 'js') {
+    chosen = { gather: gatherJs, scatter: scatterJs, native: false, detail: 'JavaScript (TLPWIRE_BULK_COPY=js)' };
+  } else {
+    const n = loadNativeBulkCopy();
+    chosen =
+      typeof n === 'string'
+        ? { gather: gatherJs, scatter: scatterJs, native: false, detail: `JavaScript: ${n}` }
+        : { ...n, native: true, detail: `native (${DEFAULT_BULK_COPY_ADDON_PATH})` };
+  }
+  return chosen;
+}
+
+export function defaultGather(): GatherFn {
+  return bulkCopy().gather;
+}

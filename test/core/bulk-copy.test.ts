@@ -1,0 +1,76 @@
+/**
+ * The bulk copies (src/core/bulk-copy.ts): the JavaScript ones, and the native addon's when it
+ * was built, must do the same thing; the native ones must refuse bad ranges without copying.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { gatherJs, loadNativeBulkCopy, scatterJs, type GatherFn, type ScatterFn } from '../../src/core/index.js';
+
+const native = loadNativeBulkCopy();
+const skipped = typeof native === 'string' ? ` — skipped: ${native}` : '';
+const COPIES: [string, GatherFn, ScatterFn][] = [['js', gatherJs, scatterJs]];
+if (typeof native !== 'string') COPIES.push(['native', native.gather, native.scatter]);
+
+/** Pieces of random lengths at random, non-overlapping places in a buffer of `room` bytes. */
+const pieces = fc
+  .array(fc.tuple(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 40 })), { minLength: 0, maxLength: 30 })
+  .map((ps) => {
+    const offsets: number[] = [];
+    const lengths: number[] = [];
+    let o = 0;
+    for (const [n, gap] of ps) {
+      o += gap;
+      offsets.push(o);
+      lengths.push(n);
+      o += n;
+    }
+    return { offsets: Int32Array.from(offsets), lengths: Int32Array.from(lengths), room: o };
+  });
+
+describe('bulk copies', () => {
+  it(`gather and scatter move each piece where a byte-by-byte copy would, and undo each other (${COPIES.map((c) => c[0]).join(', ')})`, () => {
+    fc.assert(
+      fc.property(pieces, fc.integer({ min: 0, max: 20 }), fc.constantFrom(...COPIES), ({ offsets, lengths, room }, at, [, gather, scatter]) => {
+        const total = lengths.reduce((a, b) => a + b, 0);
+        const src = Uint8Array.from({ length: room + 3 }, (_, i) => (i * 37 + 11) & 0xff);
+        const packed = new Uint8Array(at + total + 5).fill(0xee);
+        gather(packed, at, src, offsets, lengths, lengths.length);
+        const want = new Uint8Array(at + total + 5).fill(0xee);
+        let p = at;
+        lengths.forEach((n, i) => {
+          for (let k = 0; k < n; k++) want[p++] = src[offsets[i]! + k]!;
+        });
+        expect(packed).toEqual(want);
+        const back = new Uint8Array(room + 3);
+        scatter(back, offsets, packed, at, lengths, lengths.length);
+        lengths.forEach((n, i) => expect(back.subarray(offsets[i]!, offsets[i]! + n)).toEqual(src.subarray(offsets[i]!, offsets[i]! + n)));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it.skipIf(typeof native === 'string')(`the native copies check every range and copy nothing when one is wrong${skipped}`, () => {
+    if (typeof native === 'string') return;
+    const { gather, scatter } = native;
+    const src = Uint8Array.from({ length: 64 }, (_, i) => i + 1);
+    const dst = new Uint8Array(32);
+    const bad: [string, () => void][] = [
+      ['gather: a piece past src', () => gather(dst, 0, src, Int32Array.of(0, 63), Int32Array.of(1, 2), 2)],
+      ['gather: a negative offset', () => gather(dst, 0, src, Int32Array.of(-1), Int32Array.of(1), 1)],
+      ['gather: more than dst holds', () => gather(dst, 20, src, Int32Array.of(0, 0), Int32Array.of(8, 8), 2)],
+      ['gather: count past the arrays', () => gather(dst, 0, src, Int32Array.of(0), Int32Array.of(1), 2)],
+      ['gather: a fractional offset', () => gather(dst, 0.5, src, Int32Array.of(0), Int32Array.of(1), 1)],
+      ['scatter: a piece past dst', () => scatter(dst, Int32Array.of(0, 31), src, 0, Int32Array.of(1, 2), 2)],
+      ['scatter: a negative length', () => scatter(dst, Int32Array.of(0), src, 0, Int32Array.of(-1), 1)],
+      ['scatter: more than src holds', () => scatter(dst, Int32Array.of(0, 8), src, 60, Int32Array.of(4, 4), 2)],
+      ['scatter: count past the arrays', () => scatter(dst, Int32Array.of(0), src, 0, Int32Array.of(1), 3)],
+    ];
+    for (const [name, fn] of bad) {
+      dst.fill(0);
+      expect(fn, name).toThrow(RangeError);
+      expect(dst.every((b) => b === 0), name).toBe(true);
+    }
+    expect(() => gather(new Uint16Array(4) as unknown as Uint8Array, 0, src, Int32Array.of(0), Int32Array.of(1), 1)).toThrow(TypeError);
+    expect(() => scatter(dst, new Uint32Array(1) as unknown as Int32Array, src, 0, Int32Array.of(1), 1)).toThrow(TypeError);
+  });
+});
