@@ -4,7 +4,9 @@
  *   1. the baseline: 256-byte records between two Node processes over a plain TCP socket,
  *      many per write (bench/raw-socket.ts), run before, between and after the DMA runs, each
  *      measured as the DMA is: a warm-up pass, then the median of the timed passes;
- *   2. the TLP codec: encode+decode per second for a mix of kinds, in this process;
+ *   2. the TLP codec: encode+decode per second for a mix of kinds, in this process; and the CPU
+ *      cost per MiB of DMA with both sides in this process (bench/in-process.ts), which holds
+ *      steady where the two-process figures swing;
  *   3. DMA writes and 4. DMA reads between two processes: this process is the root complex
  *      (host RAM), a child process the endpoint (bench/dma-peer.ts) doing DMA through its
  *      requester, with MPS 256 and MRRS 512, over tcp:// and ws://.
@@ -16,7 +18,7 @@
  * Every process, this one and the peers, runs with BENCH_NODE_FLAGS (bench/dist.ts); `npm run
  * bench` passes them to this one:
  *
- *   node --single-threaded-gc --import tsx bench/run.ts [--mib N] [--reps N] [--only raw,codec,tcp,ws]
+ *   node --single-threaded-gc --import tsx bench/run.ts [--mib N] [--reps N] [--only raw,codec,inproc,tcp,ws]
  *
  * TLPWIRE_BENCH_PROFILE=DIR writes a CPU profile of each DMA peer process there.
  */
@@ -24,9 +26,10 @@ import { spawn } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { loadDist, missingBenchFlags, peerNodeArgs, type RolesModule } from './dist.js';
+import { loadDist, missingBenchFlags, peerNodeArgs, type CoreModule, type RolesModule } from './dist.js';
 import { BASE, CHUNK, patternChunk, stampChunk, type PeerEvent } from './dma-pattern.js';
 import { measureCodec, type CodecResult } from './codec.js';
+import { measureInProcess, type InProcessResult } from './in-process.js';
 import { measureRawSocket } from './raw-socket.js';
 
 const TARGET = { write: 0.6, read: 0.4 } as const;
@@ -47,7 +50,7 @@ function parseArgs(argv: readonly string[]): Options {
     else if (a === '--reps' && v !== undefined) o.reps = Number(argv[++i]);
     else if (a === '--only' && v !== undefined) o.only = new Set(argv[++i]!.split(','));
     else {
-      process.stderr.write(`usage: tsx bench/run.ts [--mib N] [--reps N] [--only raw,codec,tcp,ws]\n`);
+      process.stderr.write(`usage: tsx bench/run.ts [--mib N] [--reps N] [--only raw,codec,inproc,tcp,ws]\n`);
       process.exit(2);
     }
   }
@@ -132,6 +135,17 @@ const mbs = (bps: number): string => (bps / 1e6).toFixed(0);
 const pad = (s: string | number, n: number): string => String(s).padStart(n);
 const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
 
+function printInProcess(r: InProcessResult): void {
+  const x = (us: number): string => `${pad(us.toFixed(0), 6)} µs/MiB  ${pad((us / r.copyBaseline).toFixed(1), 5)}×`;
+  console.log('\nDMA in one process (the sockets replaced by a hand-off; best of 3 passes; × = per a bare copy of 256-byte records into RAM)');
+  console.log(`  bare copy (the baseline)         ${pad(r.copyBaseline.toFixed(0), 6)} µs/MiB`);
+  console.log(`  write: both sides, CPU           ${x(r.writeCpu)}`);
+  console.log(`         root complex receiving    ${x(r.writeRcRx)}`);
+  console.log(`  read:  both sides, CPU           ${x(r.readCpu)}`);
+  console.log(`         root complex receiving    ${x(r.readRcRx)}   (answering the reads: the completions are sent from here)`);
+  console.log(`         endpoint receiving        ${x(r.readEpRx)}`);
+}
+
 function printCodec(r: CodecResult): void {
   console.log('\nTLP codec, in process: encodeTlpInto (validating) into a batch buffer, then decodeTlp; best of 5 windows');
   console.log('  kind                      M TLP/s   ns each');
@@ -148,6 +162,8 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   console.log(`tlpwire bench: node ${process.version}, ${cpus().length} CPUs, load average ${load()} (1/5/15 min)`);
   console.log(`DMA: MPS 256 B, MRRS 512 B, ${o.mib} MiB per pass, median of ${o.reps} timed passes after a warm-up pass`);
+  const { bulkCopy } = await loadDist<CoreModule>('core/index.js');
+  console.log(`bulk copies: ${bulkCopy().detail} (TLPWIRE_BULK_COPY=js compares)`);
   const missing = missingBenchFlags();
   if (missing.length > 0) {
     console.log(`note: this process (the root complex and the baseline's sink) lacks ${missing.join(' ')}; run it with npm run bench to measure as documented`);
@@ -166,6 +182,7 @@ async function main(): Promise<void> {
   };
   await raw();
   if (run('codec')) printCodec(await measureCodec());
+  if (run('inproc')) printInProcess(await measureInProcess(Math.min(o.mib, 64)));
   const dma: { scheme: 'tcp' | 'ws'; r: DmaResult }[] = [];
   const failures: string[] = [];
   for (const scheme of ['tcp', 'ws'] as const) {
@@ -181,11 +198,13 @@ async function main(): Promise<void> {
   if (raws.length === 1) await raw();
 
   const base = raws.length > 0 ? median(raws) : NaN;
-  console.log(`\nraw socket baseline (256-byte records, 256 per 64 KiB write, two processes): ${mbs(base)} MB/s`);
-  console.log(`  runs (median of each run's timed passes): ${raws.map(mbs).join(', ')} MB/s; the median is the baseline`);
-  console.log(`  passes: ${rawPasses.map((p) => p.map(mbs).join(' ')).join(' | ')} MB/s`);
   const cold = rawCold.length > 0 ? median(rawCold) : NaN;
-  console.log(`  warm-up passes (fresh process and connection): ${rawCold.map(mbs).join(', ')} MB/s, median ${mbs(cold)}; the ratios use the timed passes, as the DMA's do`);
+  if (raws.length > 0) {
+    console.log(`\nraw socket baseline (256-byte records, 256 per 64 KiB write, two processes): ${mbs(base)} MB/s`);
+    console.log(`  runs (median of each run's timed passes): ${raws.map(mbs).join(', ')} MB/s; the median is the baseline`);
+    console.log(`  passes: ${rawPasses.map((p) => p.map(mbs).join(' ')).join(' | ')} MB/s`);
+    console.log(`  warm-up passes (fresh process and connection): ${rawCold.map(mbs).join(', ')} MB/s, median ${mbs(cold)}; the ratios use the timed passes, as the DMA's do`);
+  }
   if (dma.length > 0) {
     console.log('\nDMA between two processes (payload bytes; CPU = µs of CPU time per MiB moved)');
     console.log('  transport  direction     MB/s   × raw   target   rc CPU   ep CPU   passes (MB/s)');
