@@ -2,7 +2,7 @@
  * tlpwire's bulk-copy addon (Node-API, plain C, any platform): the DMA paths' many small copies
  * done in one call. JavaScript copies 256 bytes with set(subarray(...)), about 90 ns of which most
  * is making the view (and collecting it later); here a whole run of TLP payloads costs one call
- * and a memcpy each. src/memory/bulk-copy.ts loads it and falls back to JavaScript without it.
+ * and a memcpy each. src/core/bulk-copy.ts loads it and falls back to JavaScript without it.
  *
  *   gather(dst, dstOffset, src, srcOffsets, lengths, count)
  *     piece i is src[srcOffsets[i], srcOffsets[i] + lengths[i]); the pieces land back to back
@@ -10,8 +10,12 @@
  *   scatter(dst, dstOffsets, src, srcOffset, lengths, count)
  *     the reverse: the pieces are back to back in src from srcOffset, piece i lands at
  *     dst[dstOffsets[i]] (a write's bytes into the payloads of the MWr TLPs that carry it).
+ *   copyMany(dsts, dstIndex, dstOffsets, srcs, srcIndex, srcOffsets, lengths, count)
+ *     piece i goes from srcs[srcIndex[i]] at srcOffsets[i] to dsts[dstIndex[i]] at dstOffsets[i]
+ *     (read completions: RAM pages into CplD payloads, CplD payloads into callers' buffers).
+ *     dsts and srcs are arrays of Uint8Arrays.
  *
- * dst and src are Uint8Arrays, the offsets and lengths Int32Arrays.
+ * dst and src are Uint8Arrays, the offsets, indexes and lengths Int32Arrays.
  *
  * Every range is checked before anything is copied: bad arguments throw a RangeError or
  * TypeError and copy nothing.
@@ -21,6 +25,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BULKCOPY_VERSION 1
@@ -123,12 +128,97 @@ static napi_value scatter(napi_env env, napi_callback_info info) {
   return copy_pieces(env, info, 1);
 }
 
+/* Up to this many distinct buffers per side are resolved on the stack; more need malloc. */
+#define STACK_BUFFERS 64
+
+typedef struct {
+  uint8_t* data;
+  size_t len;
+  int resolved;
+} buffer_ref;
+
+/* Resolves arr[index] (a Uint8Array) into refs[index] once; 0 having thrown on failure. */
+static int resolve_buffer(napi_env env, napi_value arr, uint32_t arrLen, buffer_ref* refs, int32_t index, const char* what) {
+  if (index < 0 || (uint32_t)index >= arrLen) {
+    throw_error(env, 1, what);
+    return 0;
+  }
+  if (refs[index].resolved) return 1;
+  napi_value v;
+  if (napi_get_element(env, arr, (uint32_t)index, &v) != napi_ok) {
+    throw_error(env, 0, what);
+    return 0;
+  }
+  size_t len;
+  uint8_t* data = typed(env, v, napi_uint8_array, &len, what);
+  if (data == NULL) return 0;
+  refs[index].data = data;
+  refs[index].len = len;
+  refs[index].resolved = 1;
+  return 1;
+}
+
+static napi_value copy_many(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value a[8];
+  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok || argc < 8) return throw_error(env, 0, "copyMany takes 8 arguments");
+  bool isArr = false;
+  uint32_t dstsLen = 0, srcsLen = 0;
+  if (napi_is_array(env, a[0], &isArr) != napi_ok || !isArr || napi_get_array_length(env, a[0], &dstsLen) != napi_ok) return throw_error(env, 0, "copyMany: dsts must be an array of Uint8Arrays");
+  if (napi_is_array(env, a[3], &isArr) != napi_ok || !isArr || napi_get_array_length(env, a[3], &srcsLen) != napi_ok) return throw_error(env, 0, "copyMany: srcs must be an array of Uint8Arrays");
+  const char* types = "copyMany: the indexes, offsets and lengths must be Int32Arrays";
+  size_t n1, n2, n3, n4, n5;
+  int32_t* dstIdx = typed(env, a[1], napi_int32_array, &n1, types);
+  if (dstIdx == NULL) return NULL;
+  int32_t* dstOff = typed(env, a[2], napi_int32_array, &n2, types);
+  if (dstOff == NULL) return NULL;
+  int32_t* srcIdx = typed(env, a[4], napi_int32_array, &n3, types);
+  if (srcIdx == NULL) return NULL;
+  int32_t* srcOff = typed(env, a[5], napi_int32_array, &n4, types);
+  if (srcOff == NULL) return NULL;
+  int32_t* lens = typed(env, a[6], napi_int32_array, &n5, types);
+  if (lens == NULL) return NULL;
+  int64_t count;
+  if (!int_arg(env, a[7], &count)) return throw_error(env, 1, "copyMany: count must be a non-negative integer");
+  if ((uint64_t)count > n1 || (uint64_t)count > n2 || (uint64_t)count > n3 || (uint64_t)count > n4 || (uint64_t)count > n5) {
+    return throw_error(env, 1, "copyMany: count exceeds the indexes, offsets or lengths");
+  }
+  buffer_ref stackRefs[2 * STACK_BUFFERS];
+  buffer_ref* refs = stackRefs;
+  size_t need = (size_t)dstsLen + srcsLen;
+  if (need > 2 * STACK_BUFFERS) {
+    refs = calloc(need, sizeof(buffer_ref));
+    if (refs == NULL) return throw_error(env, 1, "copyMany: out of memory");
+  } else {
+    memset(stackRefs, 0, sizeof stackRefs);
+  }
+  buffer_ref* dsts = refs;
+  buffer_ref* srcs = refs + dstsLen;
+  napi_value result = NULL;
+  /* Resolve and check everything first: nothing is copied unless every piece is in range. */
+  for (int64_t i = 0; i < count; i++) {
+    if (!resolve_buffer(env, a[0], dstsLen, dsts, dstIdx[i], "copyMany: a dst index is not a Uint8Array of dsts")) goto done;
+    if (!resolve_buffer(env, a[3], srcsLen, srcs, srcIdx[i], "copyMany: a src index is not a Uint8Array of srcs")) goto done;
+    if (lens[i] < 0 || dstOff[i] < 0 || srcOff[i] < 0 || (uint64_t)dstOff[i] + (uint64_t)lens[i] > dsts[dstIdx[i]].len ||
+        (uint64_t)srcOff[i] + (uint64_t)lens[i] > srcs[srcIdx[i]].len) {
+      throw_error(env, 1, "copyMany: a piece lies outside its buffer");
+      goto done;
+    }
+  }
+  for (int64_t i = 0; i < count; i++) memmove(dsts[dstIdx[i]].data + dstOff[i], srcs[srcIdx[i]].data + srcOff[i], (size_t)lens[i]);
+done:
+  if (refs != stackRefs) free(refs);
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn, version;
   if (napi_create_function(env, "gather", NAPI_AUTO_LENGTH, gather, NULL, &fn) != napi_ok) return NULL;
   napi_set_named_property(env, exports, "gather", fn);
   if (napi_create_function(env, "scatter", NAPI_AUTO_LENGTH, scatter, NULL, &fn) != napi_ok) return NULL;
   napi_set_named_property(env, exports, "scatter", fn);
+  if (napi_create_function(env, "copyMany", NAPI_AUTO_LENGTH, copy_many, NULL, &fn) != napi_ok) return NULL;
+  napi_set_named_property(env, exports, "copyMany", fn);
   napi_create_uint32(env, BULKCOPY_VERSION, &version);
   napi_set_named_property(env, exports, "version", version);
   return exports;

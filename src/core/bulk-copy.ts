@@ -23,9 +23,25 @@ export type GatherFn = (dst: Uint8Array, dstOffset: number, src: Uint8Array, src
 /** The reverse of gather: the pieces are back to back in src from srcOffset; piece i lands at dst[dstOffsets[i]]. */
 export type ScatterFn = (dst: Uint8Array, dstOffsets: Int32Array, src: Uint8Array, srcOffset: number, lengths: Int32Array, count: number) => void;
 
+/**
+ * Piece i goes from srcs[srcIndex[i]] at srcOffsets[i] to dsts[dstIndex[i]] at dstOffsets[i]:
+ * copies between many buffers (RAM pages into completions, completions into callers' buffers).
+ */
+export type CopyManyFn = (
+  dsts: readonly Uint8Array[],
+  dstIndex: Int32Array,
+  dstOffsets: Int32Array,
+  srcs: readonly Uint8Array[],
+  srcIndex: Int32Array,
+  srcOffsets: Int32Array,
+  lengths: Int32Array,
+  count: number,
+) => void;
+
 export interface BulkCopy {
   gather: GatherFn;
   scatter: ScatterFn;
+  copyMany: CopyManyFn;
   /** Where the copies come from: the addon's path, or why JavaScript is used. */
   native: boolean;
   detail: string;
@@ -50,15 +66,24 @@ export const scatterJs: ScatterFn = (dst, dstOffsets, src, srcOffset, lengths, c
   }
 };
 
+export const copyManyJs: CopyManyFn = (dsts, dstIndex, dstOffsets, srcs, srcIndex, srcOffsets, lengths, count) => {
+  for (let i = 0; i < count; i++) {
+    const o = srcOffsets[i]!;
+    dsts[dstIndex[i]!]!.set(srcs[srcIndex[i]!]!.subarray(o, o + lengths[i]!), dstOffsets[i]!);
+  }
+};
+
 export const DEFAULT_BULK_COPY_ADDON_PATH = fileURLToPath(new URL('../../native/tap/build/Release/bulkcopy.node', import.meta.url));
 
 /** The native copies from the addon at `path`, or why they cannot be used. Never throws. */
-export function loadNativeBulkCopy(path: string = DEFAULT_BULK_COPY_ADDON_PATH): { gather: GatherFn; scatter: ScatterFn } | string {
+export function loadNativeBulkCopy(path: string = DEFAULT_BULK_COPY_ADDON_PATH): Omit<BulkCopy, 'native' | 'detail'> | string {
   if (!existsSync(path)) return 'the native addon is not built (npm run build:native)';
   try {
-    const mod = createRequire(import.meta.url)(path) as { gather?: unknown; scatter?: unknown };
-    if (typeof mod.gather !== 'function' || typeof mod.scatter !== 'function') return `${path} is not tlpwire's bulk-copy addon`;
-    return { gather: mod.gather as GatherFn, scatter: mod.scatter as ScatterFn };
+    const mod = createRequire(import.meta.url)(path) as { gather?: unknown; scatter?: unknown; copyMany?: unknown };
+    if (typeof mod.gather !== 'function' || typeof mod.scatter !== 'function' || typeof mod.copyMany !== 'function') {
+      return `${path} is not tlpwire's bulk-copy addon (or an older build of it: npm run build:native)`;
+    }
+    return { gather: mod.gather as GatherFn, scatter: mod.scatter as ScatterFn, copyMany: mod.copyMany as CopyManyFn };
   } catch (e) {
     const first = (e instanceof Error ? e.message : String(e)).split('\n')[0] ?? '';
     return `the native addon does not load (${first})`;
@@ -71,12 +96,12 @@ let chosen: BulkCopy | undefined;
 export function bulkCopy(): BulkCopy {
   if (chosen !== undefined) return chosen;
   if (process.env['TLPWIRE_BULK_COPY'] === 'js') {
-    chosen = { gather: gatherJs, scatter: scatterJs, native: false, detail: 'JavaScript (TLPWIRE_BULK_COPY=js)' };
+    chosen = { gather: gatherJs, scatter: scatterJs, copyMany: copyManyJs, native: false, detail: 'JavaScript (TLPWIRE_BULK_COPY=js)' };
   } else {
     const n = loadNativeBulkCopy();
     chosen =
       typeof n === 'string'
-        ? { gather: gatherJs, scatter: scatterJs, native: false, detail: `JavaScript: ${n}` }
+        ? { gather: gatherJs, scatter: scatterJs, copyMany: copyManyJs, native: false, detail: `JavaScript: ${n}` }
         : { ...n, native: true, detail: `native (${DEFAULT_BULK_COPY_ADDON_PATH})` };
   }
   return chosen;
@@ -84,4 +109,64 @@ export function bulkCopy(): BulkCopy {
 
 export function defaultGather(): GatherFn {
   return bulkCopy().gather;
+}
+
+/**
+ * Copies collected to be done together (one copyMany call) a little later: the link defers the
+ * payload copies of the completions it sends while it works through a received batch, and does
+ * them before anything could change their sources (see Link) or send their destinations.
+ */
+export class DeferredCopies {
+  private readonly dsts: Uint8Array[] = [];
+  private readonly srcs: Uint8Array[] = [];
+  private readonly dstIndex: Int32Array;
+  private readonly dstOffsets: Int32Array;
+  private readonly srcIndex: Int32Array;
+  private readonly srcOffsets: Int32Array;
+  private readonly lengths: Int32Array;
+  private count = 0;
+
+  constructor(
+    private readonly copyMany: CopyManyFn,
+    readonly capacity = 1024,
+  ) {
+    this.dstIndex = new Int32Array(capacity);
+    this.dstOffsets = new Int32Array(capacity);
+    this.srcIndex = new Int32Array(capacity);
+    this.srcOffsets = new Int32Array(capacity);
+    this.lengths = new Int32Array(capacity);
+  }
+
+  get pending(): number {
+    return this.count;
+  }
+
+  /** Copies src[srcOffset, srcOffset + length) to dst[dstOffset…] at the next run() (or now, when full). */
+  add(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number): void {
+    if (this.count === this.capacity) this.run();
+    const i = this.count++;
+    const d = this.dsts;
+    if (d.length === 0 || d[d.length - 1] !== dst) d.push(dst);
+    const s = this.srcs;
+    if (s.length === 0 || s[s.length - 1] !== src) s.push(src);
+    this.dstIndex[i] = d.length - 1;
+    this.dstOffsets[i] = dstOffset;
+    this.srcIndex[i] = s.length - 1;
+    this.srcOffsets[i] = srcOffset;
+    this.lengths[i] = length;
+  }
+
+  /** Does the collected copies, in the order they were added. */
+  run(): void {
+    const n = this.count;
+    if (n === 0) return;
+    this.count = 0;
+    try {
+      this.copyMany(this.dsts, this.dstIndex, this.dstOffsets, this.srcs, this.srcIndex, this.srcOffsets, this.lengths, n);
+    } finally {
+      // Let go of the buffers (RAM pages, batches) whatever happened.
+      this.dsts.length = 0;
+      this.srcs.length = 0;
+    }
+  }
 }

@@ -7,6 +7,7 @@
 import {
   Counter,
   Counters,
+  DeferredCopies,
   bulkCopy,
   type ScatterFn,
   TlpwireError,
@@ -25,7 +26,7 @@ import {
   MemWriteView,
   TLP_KINDS,
   decodeTlp,
-  encodeCompletionDataInto,
+  encodeCompletionHeaderInto,
   encodeMemReadInto,
   encodeMemWriteHeaderInto,
   encodeTlpInto,
@@ -236,6 +237,13 @@ export class Link implements LinkPort {
   private readonly payloadAt = new Int32Array(1024);
   private readonly payloadLengths = new Int32Array(1024);
   private readonly scatter: ScatterFn = bulkCopy().scatter;
+  /**
+   * The data copies of the completions sent while a received batch is worked through, done
+   * together: before the batch leaves (flush), before a received TLP that may write memory (a
+   * posted one, or one for onTlp), and when the received batch is done. A read's data is thus
+   * what memory held when the read was answered.
+   */
+  private readonly copies = new DeferredCopies(bulkCopy().copyMany);
   private readonly run = new MemWriteRun();
   private readonly runView = new MemWriteView();
   private readonly memWriteView = new MemWriteView();
@@ -549,15 +557,25 @@ export class Link implements LinkPort {
     const tx = this.tx;
     const payload = (lead + bytes + 3) & ~3;
     if (this._state !== 'up' || tx === undefined || this.congested || !tx.canSendClass(CLASS_CPL, payload)) return false;
+    if (!(srcOffset >= 0 && srcOffset + bytes <= src.length)) {
+      throw new TlpwireError('ERR_INTERNAL', `sendCompletionData: source range ${srcOffset}+${bytes} is outside its ${src.length}-byte buffer`);
+    }
     const size = 12 + payload;
     if (this.writer.length + ITEM_HEADER_BYTES + size > this.batchBytes) this.flush();
     const offset = this.writer.reserveItem(size);
-    const n = encodeCompletionDataInto(this.writer.buffer, offset, f, byteCount, lowerAddress, src, srcOffset, lead, bytes);
+    const n = encodeCompletionHeaderInto(this.writer.buffer, offset, f, byteCount, lowerAddress, lead, bytes);
+    this.copies.add(this.writer.buffer, offset + 12 + lead, src, srcOffset, bytes);
+    if (!this.receiving) this.copies.run();
     tx.consumeClass(CLASS_CPL, payload);
     this.writer.commitItem(ITEM.TLP, n);
     (f.locked ? this.sent.CplDLk : this.sent.CplD).add();
     this.scheduleFlush();
     return true;
+  }
+
+  copyLater(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number): void {
+    this.copies.add(dst, dstOffset, src, srcOffset, length);
+    if (!this.receiving) this.copies.run();
   }
 
   releaseCredits(cls: TlpClass, dataBytes: number): void {
@@ -584,6 +602,7 @@ export class Link implements LinkPort {
   /** Sends the batch being built now (normally it leaves at the end of the turn). */
   flush(): void {
     if (this.finished) return;
+    this.copies.run();
     if (this.rx !== undefined && this._state === 'up') {
       const update = this.rx.takeUpdate();
       if (update !== undefined) {
@@ -626,6 +645,7 @@ export class Link implements LinkPort {
       this.receiveBatch(msg.constructor === Uint8Array ? msg : new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength));
     } finally {
       this.receiving = false;
+      this.copies.run();
     }
     this.afterReceive();
   }
@@ -656,6 +676,7 @@ export class Link implements LinkPort {
       this.receivePieces(c);
     } finally {
       this.receiving = false;
+      this.copies.run();
       c.reset(NO_PARTS);
     }
     this.afterReceive();
@@ -799,6 +820,8 @@ export class Link implements LinkPort {
         return;
       }
     }
+    // A posted TLP may write memory that completions waiting for their data copy read from.
+    if (ci === CLASS_P) this.copies.run();
     if (ci === CLASS_P && this.onMemWriteRun !== undefined && dataBytes <= this.maxPayloadSize) {
       const v = this.runView;
       if (parseMemWrite(msg, body, len, v)) {
@@ -853,6 +876,8 @@ export class Link implements LinkPort {
   /** A TLP whose credits were taken: the fast paths, else decoded for onTlp. */
   private deliverTlp(msg: Uint8Array, body: number, len: number, ci: number, dataBytes: number): void {
     if (ci >= 0 && dataBytes <= this.maxPayloadSize && this.receiveFast(msg, body, len, ci)) return;
+    // onTlp's handlers may do anything, writing memory included.
+    this.copies.run();
     let tlp: Tlp;
     try {
       if (ci < 0) {
@@ -1067,6 +1092,7 @@ export class Link implements LinkPort {
   /** Sends an ERROR item (best effort) and goes down. */
   private fail(reason: string, code: ErrorCode): void {
     if (this.finished) return;
+    this.copies.run(); // into the batch being dropped: harmless, and nothing is left pending
     this.writer.discard();
     this.appendControl(ITEM.ERROR, { code, message: reason });
     this.flush();
@@ -1093,6 +1119,7 @@ export class Link implements LinkPort {
     this.handshakeTimer = undefined;
     this.fcTimer?.cancel();
     this.fcTimer = undefined;
+    this.copies.run();
     this.writer.discard();
     if (closeTransport) this.transport.close(reason);
     if (this.started) {

@@ -59,6 +59,13 @@ export interface LinkPort {
     lead: number,
     bytes: number,
   ): boolean;
+  /**
+   * Optional: copies src[srcOffset, srcOffset + length) to dst[dstOffset…] before the received
+   * batch being worked through is done (at once outside one), together with other such copies.
+   * For a fast receive handler moving a payload into a buffer that nothing reads before then (a
+   * read request's own buffer: its promise settles later). Host memory is never such a buffer.
+   */
+  copyLater?(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number): void;
   /** Optional: an MRd straight into the batch; false (nothing sent) when hasCredits would say no. */
   sendMemRead?(f: MemReadFields, tag: number, address: number, byteLength: number): boolean;
   /**

@@ -471,11 +471,30 @@ export function encodeCompletionDataInto(
   lead: number,
   bytes: number,
 ): number {
+  if (!(srcOffset >= 0 && srcOffset + bytes <= src.length)) throw fieldError('CplD', `source range ${srcOffset}+${bytes} is outside its ${src.length}-byte buffer`);
+  const total = encodeCompletionHeaderInto(out, offset, f, byteCount, lowerAddress, lead, bytes);
+  out.set(srcOffset === 0 && bytes === src.length ? src : src.subarray(srcOffset, srcOffset + bytes), offset + TLP_SIZE.HEADER_3DW + lead);
+  return total;
+}
+
+/**
+ * encodeCompletionDataInto without the data: the header and the zero padding of a CplD whose
+ * `bytes` data bytes the caller puts at `offset` + 12 + `lead` (the link copies the data of many
+ * completions in one call); same checks, same returned size.
+ */
+export function encodeCompletionHeaderInto(
+  out: Uint8Array,
+  offset: number,
+  f: CompletionFields,
+  byteCount: number,
+  lowerAddress: number,
+  lead: number,
+  bytes: number,
+): number {
   const payload = (lead + bytes + 3) & ~3;
   if (!(bytes >= 1 && isU(lead, 3) && payload <= PCIE_LIMITS.MAX_LENGTH_DW * 4)) throw fieldError('CplD', `cannot carry ${bytes} bytes at offset ${lead} of a DW`, 2);
   if (!(isU(byteCount, 0x1fff) && byteCount >= 1 && byteCount <= CPL_FIELDS.BYTE_COUNT_ZERO)) throw fieldError('CplD', `byteCount must be 1..4096, got ${byteCount}`, 6);
   if (!isU(lowerAddress, CPL_FIELDS.LOWER_ADDRESS_MASK)) throw fieldError('CplD', `lowerAddress must be an integer 0..127, got ${lowerAddress}`, 11);
-  if (!(srcOffset >= 0 && srcOffset + bytes <= src.length)) throw fieldError('CplD', `source range ${srcOffset}+${bytes} is outside its ${src.length}-byte buffer`);
   const total = TLP_SIZE.HEADER_3DW + payload;
   if (!(offset >= 0 && offset + total <= out.length)) {
     throw new TlpwireError('ERR_TLP_TRUNCATED', `output buffer too small: CplD needs ${total} bytes at offset ${offset}, buffer is ${out.length}`, { offset: out.length });
@@ -497,7 +516,6 @@ export function encodeCompletionDataInto(
   putU32(out, offset + 8, ((f.requesterId << 16) | ((tag & 0xff) << 8) | lowerAddress) >>> 0);
   const at = offset + TLP_SIZE.HEADER_3DW;
   if (lead !== 0) out.fill(0, at, at + lead);
-  out.set(srcOffset === 0 && bytes === src.length ? src : src.subarray(srcOffset, srcOffset + bytes), at + lead);
   if (lead + bytes !== payload) out.fill(0, at + lead + bytes, at + payload);
   return total;
 }

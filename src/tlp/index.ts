@@ -27,6 +27,7 @@ export {
   checkCompletionFields,
   checkMemWriteFields,
   encodeCompletionDataInto,
+  encodeCompletionHeaderInto,
   encodeMemWriteInto,
   encodeMemWriteHeaderInto,
   parseCompletionData,

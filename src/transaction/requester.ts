@@ -144,6 +144,12 @@ export interface RequesterOptions {
   logger?: Logger;
   counters?: Counters;
   onCompletionError?: (event: CompletionErrorEvent) => void;
+  /**
+   * How handleCompletionData moves a completion's data into the read's buffer: the link's
+   * copyLater (LinkPort), which copies the completions of a received batch together; without it,
+   * at once.
+   */
+  copyLater?: (dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number) => void;
 }
 
 export interface RequesterStats {
@@ -215,6 +221,7 @@ interface Slot {
 }
 
 export class Requester {
+  private readonly copyLater: RequesterOptions['copyLater'];
   private readonly clock: Clock;
   private readonly log: Logger;
   readonly counters: Counters;
@@ -257,6 +264,7 @@ export class Requester {
     }
     this.clock = options.clock;
     this.log = options.logger ?? silentLogger;
+    this.copyLater = options.copyLater;
     this.counters = options.counters ?? new Counters();
     this.config = c;
     this.timeoutNs = cplTimeoutNs(c.cplTimeout);
@@ -561,7 +569,11 @@ export class Requester {
       n = slot.remaining;
     } else if (lowBits(slot.nextAddress + n, this.config.rcb) !== 0) return false;
     const op = slot.op as ReadOp;
-    if (!slot.zeroLength && !op.settled) op.dest.set(bytes.subarray(v.dataOffset + lead, v.dataOffset + lead + n), slot.offset);
+    if (!slot.zeroLength && !op.settled) {
+      const copyLater = this.copyLater;
+      if (copyLater !== undefined) copyLater(op.dest, slot.offset, bytes, v.dataOffset + lead, n);
+      else op.dest.set(bytes.subarray(v.dataOffset + lead, v.dataOffset + lead + n), slot.offset);
+    }
     slot.offset += n;
     slot.nextAddress += n;
     slot.remaining -= n;

@@ -124,6 +124,7 @@ export class TransactionLayer {
     if (link.sendMemWrites !== undefined) sink.sendMemWrites = link.sendMemWrites.bind(link);
     if (link.sendMemRead !== undefined) sink.sendMemRead = link.sendMemRead.bind(link);
     if (link.sendCompletionData !== undefined) sink.sendCompletionData = link.sendCompletionData.bind(link);
+    const copyLater = link.copyLater?.bind(link);
     this.queues = new OrderingQueues(
       sink,
       {
@@ -146,6 +147,7 @@ export class TransactionLayer {
         tag10Bit: this.config.tag10Bit,
         ...(this.config.maxOutstandingTags === undefined ? {} : { maxOutstandingTags: this.config.maxOutstandingTags }),
       },
+      ...(copyLater === undefined ? {} : { copyLater }),
     });
     const randomSplits = ordering.mode === 'adversarial' && ordering.randomCompletionSplits !== false;
     this.completer = new Completer(this.queues, {

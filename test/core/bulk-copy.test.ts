@@ -4,12 +4,12 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { gatherJs, loadNativeBulkCopy, scatterJs, type GatherFn, type ScatterFn } from '../../src/core/index.js';
+import { DeferredCopies, copyManyJs, gatherJs, loadNativeBulkCopy, scatterJs, type CopyManyFn, type GatherFn, type ScatterFn } from '../../src/core/index.js';
 
 const native = loadNativeBulkCopy();
 const skipped = typeof native === 'string' ? ` — skipped: ${native}` : '';
-const COPIES: [string, GatherFn, ScatterFn][] = [['js', gatherJs, scatterJs]];
-if (typeof native !== 'string') COPIES.push(['native', native.gather, native.scatter]);
+const COPIES: [string, GatherFn, ScatterFn, CopyManyFn][] = [['js', gatherJs, scatterJs, copyManyJs]];
+if (typeof native !== 'string') COPIES.push(['native', native.gather, native.scatter, native.copyMany]);
 
 /** Pieces of random lengths at random, non-overlapping places in a buffer of `room` bytes. */
 const pieces = fc
@@ -49,6 +49,26 @@ describe('bulk copies', () => {
     );
   });
 
+  it(`deferred copies between many buffers land as the same copies done at once, in order (${COPIES.map((c) => c[0]).join(', ')})`, () => {
+    const copy = fc.record({ dst: fc.nat(3), dstOffset: fc.nat(200), src: fc.nat(3), srcOffset: fc.nat(200), length: fc.nat(56) });
+    fc.assert(
+      fc.property(fc.array(copy, { maxLength: 60 }), fc.integer({ min: 1, max: 8 }), fc.constantFrom(...COPIES), (copies, capacity, [, , , copyMany]) => {
+        const make = (): Uint8Array[] => [0, 1, 2, 3].map((k) => Uint8Array.from({ length: 256 }, (_, i) => (i * 7 + k * 50) & 0xff));
+        const [dsts, srcs] = [make(), make().map((b) => b.map((x) => x ^ 0xff))];
+        const [want, wantSrcs] = [make(), make().map((b) => b.map((x) => x ^ 0xff))];
+        const later = new DeferredCopies(copyMany, capacity);
+        for (const c of copies) {
+          later.add(dsts[c.dst]!, c.dstOffset, srcs[c.src]!, c.srcOffset, c.length);
+          want[c.dst]!.set(wantSrcs[c.src]!.subarray(c.srcOffset, c.srcOffset + c.length), c.dstOffset);
+        }
+        later.run();
+        expect(later.pending).toBe(0);
+        expect(dsts).toEqual(want);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it.skipIf(typeof native === 'string')(`the native copies check every range and copy nothing when one is wrong${skipped}`, () => {
     if (typeof native === 'string') return;
     const { gather, scatter } = native;
@@ -65,6 +85,15 @@ describe('bulk copies', () => {
       ['scatter: more than src holds', () => scatter(dst, Int32Array.of(0, 8), src, 60, Int32Array.of(4, 4), 2)],
       ['scatter: count past the arrays', () => scatter(dst, Int32Array.of(0), src, 0, Int32Array.of(1), 3)],
     ];
+    const { copyMany } = native;
+    const one = Int32Array.of(0);
+    bad.push(
+      ['copyMany: a dst index past dsts', () => copyMany([dst], Int32Array.of(1), one, [src], one, one, Int32Array.of(1), 1)],
+      ['copyMany: a piece past its src', () => copyMany([dst], one, one, [src], one, Int32Array.of(60), Int32Array.of(8), 1)],
+      ['copyMany: count past the arrays', () => copyMany([dst], one, one, [src], one, one, one, 2)],
+      // The first piece is fine, the second is not: neither is copied.
+      ['copyMany: the second piece past its dst', () => copyMany([dst], Int32Array.of(0, 0), Int32Array.of(0, 30), [src], Int32Array.of(0, 0), Int32Array.of(0, 0), Int32Array.of(4, 4), 2)],
+    );
     for (const [name, fn] of bad) {
       dst.fill(0);
       expect(fn, name).toThrow(RangeError);
@@ -72,5 +101,6 @@ describe('bulk copies', () => {
     }
     expect(() => gather(new Uint16Array(4) as unknown as Uint8Array, 0, src, Int32Array.of(0), Int32Array.of(1), 1)).toThrow(TypeError);
     expect(() => scatter(dst, new Uint32Array(1) as unknown as Int32Array, src, 0, Int32Array.of(1), 1)).toThrow(TypeError);
+    expect(() => copyMany([new Uint16Array(4) as unknown as Uint8Array], one, one, [src], one, one, Int32Array.of(1), 1)).toThrow(TypeError);
   });
 });

@@ -53,6 +53,8 @@ interface Setup {
   ram: FastRam;
   /** Every TLP the endpoint's link sent, decoded from the wire. */
   epSent: Tlp[];
+  /** The kinds of the TLPs in each batch the endpoint's link sent. */
+  epBatches: string[][];
   settle<T>(p: Promise<T>): Promise<T>;
 }
 
@@ -63,14 +65,21 @@ async function setup(o: { rcCredits?: Partial<CreditValues>; rcScales?: Partial<
     latencyNs: o.latencyNs ?? 2_000,
   });
   const epSent: Tlp[] = [];
+  const epBatches: string[][] = [];
   const send = te.send.bind(te);
   // A tap on the endpoint's wire: decode every TLP item of every batch it sends.
   te.send = (chunks, done) => {
+    const kinds: string[] = [];
+    epBatches.push(kinds);
     for (const c of chunks) {
       for (let off = 4; off < c.length; ) {
         const type = c[off]!;
         const len = (c[off + 2]! << 8) | c[off + 3]!;
-        if (type === 0x01) epSent.push(decodeTlp(Uint8Array.from(c.subarray(off + 4, off + 4 + len))));
+        if (type === 0x01) {
+          const tlp = decodeTlp(Uint8Array.from(c.subarray(off + 4, off + 4 + len)));
+          epSent.push(tlp);
+          kinds.push(tlp.kind);
+        }
         off += 4 + len;
       }
     }
@@ -92,7 +101,7 @@ async function setup(o: { rcCredits?: Partial<CreditValues>; rcScales?: Partial<
   epLink.start();
   clock.runUntil(() => rcLink.state === 'up' && epLink.state === 'up', 10_000);
   const settle = <T>(p: Promise<T>): Promise<T> => runUntilSettled(clock, p);
-  return { clock, rc, ep, rcLink, epLink, ram, epSent, settle };
+  return { clock, rc, ep, rcLink, epLink, ram, epSent, epBatches, settle };
 }
 
 /** The MWr TLPs the requester's slow path makes for this write (MPS 256). */
@@ -178,6 +187,23 @@ describe('DMA fast paths over a real link', () => {
     const got = await s.settle(Promise.all(reads));
     for (let i = 0; i < 4; i++) expect(got[i]).toEqual(data.subarray(i * 65536, (i + 1) * 65536));
     expect(s.ram.readSpans).toBe(requests);
+  });
+
+  it('a read answered before a write of the same batch carries what memory held when it was answered', async () => {
+    // The root complex copies read data into its completions late (Link's deferred copies); a
+    // posted write later in the same received batch must not get in first: in-order links do
+    // not reorder by themselves.
+    const s = await setup();
+    const old = patterned(4096, 7);
+    const fresh = patterned(4096, 8);
+    s.ram.bytes.set(old, 0x1000);
+    s.epBatches.length = 0;
+    const read = s.ep.requester.memRead(RAM_BASE + 0x1000, 4096);
+    const write = s.ep.requester.memWrite(RAM_BASE + 0x1000, fresh);
+    const [got] = await s.settle(Promise.all([read, write]));
+    expect(s.epBatches.some((b) => b.indexOf('MRd') >= 0 && b.lastIndexOf('MWr') > b.indexOf('MRd'))).toBe(true);
+    expect(got).toEqual(old);
+    expect(s.ram.bytes.subarray(0x1000, 0x2000)).toEqual(fresh);
   });
 
   it('a write waiting for credits fails with ERR_LINK_DOWN when the link goes down', async () => {
