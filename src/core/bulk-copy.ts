@@ -145,13 +145,9 @@ export class DeferredCopies {
   add(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number): void {
     if (this.count === this.capacity) this.run();
     const i = this.count++;
-    const d = this.dsts;
-    if (d.length === 0 || d[d.length - 1] !== dst) d.push(dst);
-    const s = this.srcs;
-    if (s.length === 0 || s[s.length - 1] !== src) s.push(src);
-    this.dstIndex[i] = d.length - 1;
+    this.dstIndex[i] = indexOf(this.dsts, dst);
     this.dstOffsets[i] = dstOffset;
-    this.srcIndex[i] = s.length - 1;
+    this.srcIndex[i] = indexOf(this.srcs, src);
     this.srcOffsets[i] = srcOffset;
     this.lengths[i] = length;
   }
@@ -169,4 +165,16 @@ export class DeferredCopies {
       this.srcs.length = 0;
     }
   }
+}
+
+/**
+ * Where `b` is in `list`, adding it if it is not among the last few entries. The native copy
+ * resolves each entry once per call (about as costly as a small copy), and the buffers of a run
+ * take turns (8 reads in flight read 8 RAM pages into 8 buffers), so they are looked for.
+ */
+function indexOf(list: Uint8Array[], b: Uint8Array): number {
+  const n = list.length;
+  for (let k = n - 1; k >= 0 && k >= n - 16; k--) if (list[k] === b) return k;
+  list.push(b);
+  return n;
 }
