@@ -296,7 +296,8 @@ export class RxCredits {
   }
 
   /** The consumer freed the buffer space of a TLP. Throws on releasing more than was received. */
-  release(cls: TlpClass, dataBytes: number): void {
+  /** Returns whether finite credits were freed (an update may be due); infinite ones only balance the books. */
+  release(cls: TlpClass, dataBytes: number): boolean {
     const h = CLASS_INDEX[cls] * 2;
     const d = dataBytes > 0 ? dataCreditsFor(dataBytes) : 0;
     if (this.held[h]! < 1 || this.held[h + 1]! < d) {
@@ -307,6 +308,7 @@ export class RxCredits {
     }
     this.free(h, 1);
     if (d > 0) this.free(h + 1, d);
+    return !this.spec[h]!.infinite || (d > 0 && !this.spec[h + 1]!.infinite);
   }
 
   /**

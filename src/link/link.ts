@@ -581,8 +581,8 @@ export class Link implements LinkPort {
   releaseCredits(cls: TlpClass, dataBytes: number): void {
     const rx = this.rx;
     if (rx === undefined || this.finished) return; // nothing to return credits to
-    rx.release(cls, dataBytes);
-    this.creditsFreed(rx);
+    // Completions are infinite at both ends: nothing to tell the partner, no timer to set.
+    if (rx.release(cls, dataBytes)) this.creditsFreed(rx);
   }
 
   private creditsFreed(rx: RxCredits): void {
