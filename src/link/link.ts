@@ -238,10 +238,11 @@ export class Link implements LinkPort {
   private readonly payloadLengths = new Int32Array(1024);
   private readonly scatter: ScatterFn = bulkCopy().scatter;
   /**
-   * The data copies of the completions sent while a received batch is worked through, done
-   * together: before the batch leaves (flush), before a received TLP that may write memory (a
-   * posted one, or one for onTlp), and when the received batch is done. A read's data is thus
-   * what memory held when the read was answered.
+   * The data copies of completions made while a received batch is worked through, those we send
+   * (RAM into the batch: sendCompletionData) and those we receive (into the read's buffer:
+   * copyLater), done together: before the batch leaves (flush), before a received TLP that may
+   * write memory (a posted one, or one for onTlp), and when the received batch is done. A read's
+   * data is thus what memory held when the read was answered.
    */
   private readonly copies = new DeferredCopies(bulkCopy().copyMany);
   private readonly run = new MemWriteRun();
