@@ -95,6 +95,14 @@ static napi_value copy_pieces(napi_env env, napi_callback_info info, int scatter
     snprintf(msg, sizeof msg, "%s: count exceeds the offsets or lengths", name);
     return throw_error(env, 1, msg);
   }
+  /* The offsets and lengths are checked and used from a copy of our own: the copies could
+   * otherwise change them between the check and the use (they may share memory with dst). */
+  int32_t* snap = malloc(2 * (size_t)(count > 0 ? count : 1) * sizeof(int32_t));
+  if (snap == NULL) return throw_error(env, 1, "out of memory");
+  memcpy(snap, offs, (size_t)count * sizeof(int32_t));
+  memcpy(snap + count, lens, (size_t)count * sizeof(int32_t));
+  offs = snap;
+  lens = snap + count;
   /* The pieces' side and the run's side. */
   size_t piecesLen = scatter ? dstLen : srcLen;
   size_t runLen = scatter ? srcLen : dstLen;
@@ -102,12 +110,14 @@ static napi_value copy_pieces(napi_env env, napi_callback_info info, int scatter
   for (int64_t i = 0; i < count; i++) {
     if (offs[i] < 0 || lens[i] < 0 || (uint64_t)offs[i] + (uint64_t)lens[i] > piecesLen) {
       snprintf(msg, sizeof msg, "%s: piece %lld lies outside its buffer", name, (long long)i);
+      free(snap);
       return throw_error(env, 1, msg);
     }
     total += (uint64_t)lens[i];
   }
   if ((uint64_t)runOffset > runLen || total > runLen - (uint64_t)runOffset) {
     snprintf(msg, sizeof msg, "%s: the pieces do not fit the run's buffer", name);
+    free(snap);
     return throw_error(env, 1, msg);
   }
   uint64_t at = (uint64_t)runOffset;
@@ -117,6 +127,7 @@ static napi_value copy_pieces(napi_env env, napi_callback_info info, int scatter
     else memmove(dst + at, src + offs[i], (size_t)lens[i]);
     at += (uint64_t)lens[i];
   }
+  free(snap);
   return NULL;
 }
 
@@ -128,33 +139,30 @@ static napi_value scatter(napi_env env, napi_callback_info info) {
   return copy_pieces(env, info, 1);
 }
 
-/* Up to this many distinct buffers per side are resolved on the stack; more need malloc. */
-#define STACK_BUFFERS 64
-
 typedef struct {
   uint8_t* data;
   size_t len;
-  int resolved;
 } buffer_ref;
 
-/* Resolves arr[index] (a Uint8Array) into refs[index] once; 0 having thrown on failure. */
-static int resolve_buffer(napi_env env, napi_value arr, uint32_t arrLen, buffer_ref* refs, int32_t index, const char* what) {
-  if (index < 0 || (uint32_t)index >= arrLen) {
-    throw_error(env, 1, what);
-    return 0;
+/*
+ * Takes every element of `arr` first (a getter or proxy may run JavaScript there), and only then
+ * looks at the typed arrays, so nothing can change under the checks. 0 having thrown on failure.
+ */
+static int take_elements(napi_env env, napi_value arr, uint32_t n, napi_value* out, const char* what) {
+  for (uint32_t k = 0; k < n; k++) {
+    if (napi_get_element(env, arr, k, &out[k]) != napi_ok) {
+      throw_error(env, 0, what);
+      return 0;
+    }
   }
-  if (refs[index].resolved) return 1;
-  napi_value v;
-  if (napi_get_element(env, arr, (uint32_t)index, &v) != napi_ok) {
-    throw_error(env, 0, what);
-    return 0;
+  return 1;
+}
+
+static int resolve_all(napi_env env, napi_value* values, uint32_t n, buffer_ref* refs, const char* what) {
+  for (uint32_t k = 0; k < n; k++) {
+    refs[k].data = typed(env, values[k], napi_uint8_array, &refs[k].len, what);
+    if (refs[k].data == NULL) return 0;
   }
-  size_t len;
-  uint8_t* data = typed(env, v, napi_uint8_array, &len, what);
-  if (data == NULL) return 0;
-  refs[index].data = data;
-  refs[index].len = len;
-  refs[index].resolved = 1;
   return 1;
 }
 
@@ -166,48 +174,60 @@ static napi_value copy_many(napi_env env, napi_callback_info info) {
   uint32_t dstsLen = 0, srcsLen = 0;
   if (napi_is_array(env, a[0], &isArr) != napi_ok || !isArr || napi_get_array_length(env, a[0], &dstsLen) != napi_ok) return throw_error(env, 0, "copyMany: dsts must be an array of Uint8Arrays");
   if (napi_is_array(env, a[3], &isArr) != napi_ok || !isArr || napi_get_array_length(env, a[3], &srcsLen) != napi_ok) return throw_error(env, 0, "copyMany: srcs must be an array of Uint8Arrays");
-  const char* types = "copyMany: the indexes, offsets and lengths must be Int32Arrays";
-  size_t n1, n2, n3, n4, n5;
-  int32_t* dstIdx = typed(env, a[1], napi_int32_array, &n1, types);
-  if (dstIdx == NULL) return NULL;
-  int32_t* dstOff = typed(env, a[2], napi_int32_array, &n2, types);
-  if (dstOff == NULL) return NULL;
-  int32_t* srcIdx = typed(env, a[4], napi_int32_array, &n3, types);
-  if (srcIdx == NULL) return NULL;
-  int32_t* srcOff = typed(env, a[5], napi_int32_array, &n4, types);
-  if (srcOff == NULL) return NULL;
-  int32_t* lens = typed(env, a[6], napi_int32_array, &n5, types);
-  if (lens == NULL) return NULL;
   int64_t count;
   if (!int_arg(env, a[7], &count)) return throw_error(env, 1, "copyMany: count must be a non-negative integer");
-  if ((uint64_t)count > n1 || (uint64_t)count > n2 || (uint64_t)count > n3 || (uint64_t)count > n4 || (uint64_t)count > n5) {
-    return throw_error(env, 1, "copyMany: count exceeds the indexes, offsets or lengths");
-  }
-  buffer_ref stackRefs[2 * STACK_BUFFERS];
-  buffer_ref* refs = stackRefs;
-  size_t need = (size_t)dstsLen + srcsLen;
-  if (need > 2 * STACK_BUFFERS) {
-    refs = calloc(need, sizeof(buffer_ref));
-    if (refs == NULL) return throw_error(env, 1, "copyMany: out of memory");
-  } else {
-    memset(stackRefs, 0, sizeof stackRefs);
-  }
-  buffer_ref* dsts = refs;
-  buffer_ref* srcs = refs + dstsLen;
+  size_t nb = (size_t)dstsLen + srcsLen;
+  napi_value* values = malloc((nb > 0 ? nb : 1) * sizeof(napi_value));
+  buffer_ref* refs = malloc((nb > 0 ? nb : 1) * sizeof(buffer_ref));
+  int32_t* snap = malloc(5 * (size_t)(count > 0 ? count : 1) * sizeof(int32_t));
   napi_value result = NULL;
-  /* Resolve and check everything first: nothing is copied unless every piece is in range. */
-  for (int64_t i = 0; i < count; i++) {
-    if (!resolve_buffer(env, a[0], dstsLen, dsts, dstIdx[i], "copyMany: a dst index is not a Uint8Array of dsts")) goto done;
-    if (!resolve_buffer(env, a[3], srcsLen, srcs, srcIdx[i], "copyMany: a src index is not a Uint8Array of srcs")) goto done;
-    if (lens[i] < 0 || dstOff[i] < 0 || srcOff[i] < 0 || (uint64_t)dstOff[i] + (uint64_t)lens[i] > dsts[dstIdx[i]].len ||
-        (uint64_t)srcOff[i] + (uint64_t)lens[i] > srcs[srcIdx[i]].len) {
-      throw_error(env, 1, "copyMany: a piece lies outside its buffer");
+  if (values == NULL || refs == NULL || snap == NULL) {
+    throw_error(env, 1, "copyMany: out of memory");
+    goto done;
+  }
+  /* 1. The buffers' handles (JavaScript may run), 2. the index arrays, copied, 3. the buffers. */
+  if (!take_elements(env, a[0], dstsLen, values, "copyMany: dsts must be an array of Uint8Arrays")) goto done;
+  if (!take_elements(env, a[3], srcsLen, values + dstsLen, "copyMany: srcs must be an array of Uint8Arrays")) goto done;
+  const char* types = "copyMany: the indexes, offsets and lengths must be Int32Arrays";
+  napi_value arrays[5] = {a[1], a[2], a[4], a[5], a[6]};
+  for (int k = 0; k < 5; k++) {
+    size_t n;
+    int32_t* data = typed(env, arrays[k], napi_int32_array, &n, types);
+    if (data == NULL) goto done;
+    if ((uint64_t)count > n) {
+      throw_error(env, 1, "copyMany: count exceeds the indexes, offsets or lengths");
       goto done;
     }
+    memcpy(snap + (size_t)k * (size_t)count, data, (size_t)count * sizeof(int32_t));
   }
-  for (int64_t i = 0; i < count; i++) memmove(dsts[dstIdx[i]].data + dstOff[i], srcs[srcIdx[i]].data + srcOff[i], (size_t)lens[i]);
+  if (!resolve_all(env, values, dstsLen, refs, "copyMany: dsts must be an array of Uint8Arrays")) goto done;
+  if (!resolve_all(env, values + dstsLen, srcsLen, refs + dstsLen, "copyMany: srcs must be an array of Uint8Arrays")) goto done;
+  {
+    const int32_t* dstIdx = snap;
+    const int32_t* dstOff = snap + count;
+    const int32_t* srcIdx = snap + 2 * count;
+    const int32_t* srcOff = snap + 3 * count;
+    const int32_t* lens = snap + 4 * count;
+    const buffer_ref* dsts = refs;
+    const buffer_ref* srcs = refs + dstsLen;
+    /* Nothing is copied unless every piece is in range. */
+    for (int64_t i = 0; i < count; i++) {
+      if (dstIdx[i] < 0 || (uint32_t)dstIdx[i] >= dstsLen || srcIdx[i] < 0 || (uint32_t)srcIdx[i] >= srcsLen) {
+        throw_error(env, 1, "copyMany: an index is outside dsts or srcs");
+        goto done;
+      }
+      if (lens[i] < 0 || dstOff[i] < 0 || srcOff[i] < 0 || (uint64_t)dstOff[i] + (uint64_t)lens[i] > dsts[dstIdx[i]].len ||
+          (uint64_t)srcOff[i] + (uint64_t)lens[i] > srcs[srcIdx[i]].len) {
+        throw_error(env, 1, "copyMany: a piece lies outside its buffer");
+        goto done;
+      }
+    }
+    for (int64_t i = 0; i < count; i++) memmove(dsts[dstIdx[i]].data + dstOff[i], srcs[srcIdx[i]].data + srcOff[i], (size_t)lens[i]);
+  }
 done:
-  if (refs != stackRefs) free(refs);
+  free(values);
+  free(refs);
+  free(snap);
   return result;
 }
 

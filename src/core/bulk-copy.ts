@@ -152,13 +152,30 @@ export class DeferredCopies {
     this.lengths[i] = length;
   }
 
-  /** Does the collected copies, in the order they were added. */
-  run(): void {
+  /**
+   * Does the collected copies, in the order they were added; returns how many could not be done
+   * (a range outside its buffer, e.g. a read's buffer transferred away meanwhile). One bad copy
+   * costs only itself: the others are then done one by one.
+   */
+  run(): number {
     const n = this.count;
-    if (n === 0) return;
+    if (n === 0) return 0;
     this.count = 0;
     try {
       this.copyMany(this.dsts, this.dstIndex, this.dstOffsets, this.srcs, this.srcIndex, this.srcOffsets, this.lengths, n);
+      return 0;
+    } catch {
+      let failed = 0;
+      for (let i = 0; i < n; i++) {
+        const dst = this.dsts[this.dstIndex[i]!]!;
+        const src = this.srcs[this.srcIndex[i]!]!;
+        const o = this.srcOffsets[i]!;
+        const len = this.lengths[i]!;
+        const d = this.dstOffsets[i]!;
+        if (o >= 0 && len >= 0 && o + len <= src.length && d >= 0 && d + len <= dst.length) dst.set(src.subarray(o, o + len), d);
+        else failed++;
+      }
+      return failed;
     } finally {
       // Let go of the buffers (RAM pages, batches) whatever happened.
       this.dsts.length = 0;

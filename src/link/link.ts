@@ -566,7 +566,7 @@ export class Link implements LinkPort {
     const offset = this.writer.reserveItem(size);
     const n = encodeCompletionHeaderInto(this.writer.buffer, offset, f, byteCount, lowerAddress, lead, bytes);
     this.copies.add(this.writer.buffer, offset + 12 + lead, src, srcOffset, bytes);
-    if (!this.receiving) this.copies.run();
+    if (!this.receiving) this.runCopies();
     tx.consumeClass(CLASS_CPL, payload);
     this.writer.commitItem(ITEM.TLP, n);
     (f.locked ? this.sent.CplDLk : this.sent.CplD).add();
@@ -574,9 +574,17 @@ export class Link implements LinkPort {
     return true;
   }
 
+  /** The deferred copies, now; one that cannot be done is counted and logged (the others are done). */
+  private runCopies(): void {
+    const failed = this.copies.run();
+    if (failed === 0) return;
+    this.counters.add('errors.copy', failed);
+    this.log.error({ failed }, 'deferred completion copies out of range (a read buffer transferred or shrunk while the read was outstanding?)');
+  }
+
   copyLater(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number): void {
     this.copies.add(dst, dstOffset, src, srcOffset, length);
-    if (!this.receiving) this.copies.run();
+    if (!this.receiving) this.runCopies();
   }
 
   releaseCredits(cls: TlpClass, dataBytes: number): void {
@@ -603,7 +611,7 @@ export class Link implements LinkPort {
   /** Sends the batch being built now (normally it leaves at the end of the turn). */
   flush(): void {
     if (this.finished) return;
-    this.copies.run();
+    this.runCopies();
     if (this.rx !== undefined && this._state === 'up') {
       const update = this.rx.takeUpdate();
       if (update !== undefined) {
@@ -646,7 +654,7 @@ export class Link implements LinkPort {
       this.receiveBatch(msg.constructor === Uint8Array ? msg : new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength));
     } finally {
       this.receiving = false;
-      this.copies.run();
+      this.runCopies();
     }
     this.afterReceive();
   }
@@ -677,7 +685,7 @@ export class Link implements LinkPort {
       this.receivePieces(c);
     } finally {
       this.receiving = false;
-      this.copies.run();
+      this.runCopies();
       c.reset(NO_PARTS);
     }
     this.afterReceive();
@@ -822,7 +830,7 @@ export class Link implements LinkPort {
       }
     }
     // A posted TLP may write memory that completions waiting for their data copy read from.
-    if (ci === CLASS_P) this.copies.run();
+    if (ci === CLASS_P) this.runCopies();
     if (ci === CLASS_P && this.onMemWriteRun !== undefined && dataBytes <= this.maxPayloadSize) {
       const v = this.runView;
       if (parseMemWrite(msg, body, len, v)) {
@@ -878,7 +886,7 @@ export class Link implements LinkPort {
   private deliverTlp(msg: Uint8Array, body: number, len: number, ci: number, dataBytes: number): void {
     if (ci >= 0 && dataBytes <= this.maxPayloadSize && this.receiveFast(msg, body, len, ci)) return;
     // onTlp's handlers may do anything, writing memory included.
-    this.copies.run();
+    this.runCopies();
     let tlp: Tlp;
     try {
       if (ci < 0) {
@@ -1093,7 +1101,7 @@ export class Link implements LinkPort {
   /** Sends an ERROR item (best effort) and goes down. */
   private fail(reason: string, code: ErrorCode): void {
     if (this.finished) return;
-    this.copies.run(); // into the batch being dropped: harmless, and nothing is left pending
+    this.runCopies(); // into the batch being dropped: harmless, and nothing is left pending
     this.writer.discard();
     this.appendControl(ITEM.ERROR, { code, message: reason });
     this.flush();
@@ -1120,7 +1128,7 @@ export class Link implements LinkPort {
     this.handshakeTimer = undefined;
     this.fcTimer?.cancel();
     this.fcTimer = undefined;
-    this.copies.run();
+    this.runCopies();
     this.writer.discard();
     if (closeTransport) this.transport.close(reason);
     if (this.started) {

@@ -39,6 +39,10 @@ import { firstEnabledOffset, isZeroLengthRead, lowBits, lowerAddressOf, readByte
 export interface CompleterTarget {
   /** `requesterId` lets a host-memory target apply the IOMMU of the requesting function. */
   claims(address: number, length: number, requesterId: number): boolean;
+  /**
+   * The bytes read: the target's to give away, never changed afterwards (the link may copy them
+   * into the completions a little later, in the same turn).
+   */
   read(address: number, length: number, requesterId: number): Uint8Array;
   write(address: number, data: Uint8Array, firstBe: number, lastBe: number, requesterId: number): void;
   /**
