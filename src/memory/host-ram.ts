@@ -16,7 +16,7 @@ export interface HostRamOptions {
    * the value of an uninitialised descriptor — never names a live buffer.
    */
   reserveLow?: number;
-  /** How dmaWriteGather copies a run (tests pick one); default: native when built (src/memory/bulk-copy). */
+  /** How dmaWriteGather copies a run (tests pick one); default: native when built (src/core/bulk-copy). */
   gather?: GatherFn;
 }
 

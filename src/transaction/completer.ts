@@ -501,16 +501,7 @@ export class Completer {
     release: () => void,
     completerId = this.completerId,
   ): void {
-    if (
-      typeof result !== 'string' &&
-      this.rng === undefined &&
-      this.output.sendCompletionData !== undefined &&
-      (request.kind === 'MRd' || request.kind === 'MRd64') &&
-      result.length === readByteCount(request.firstBe, request.lastBe, request.lengthDw) &&
-      this.sendReadData(request, result, 0, release, completerId, false)
-    ) {
-      return;
-    }
+    // (Memory read data was offered to sendReadData first, in memReadOf.)
     let cpls;
     try {
       cpls = completionsFor(request, result, {
@@ -544,13 +535,10 @@ export class Completer {
 
   /**
    * A successful memory read's completions straight from its data (CompletionOutput.sendCompletionData),
-   * split exactly as completionsFor splits them, without TLP objects. Returns false, having sent
-   * nothing, when the first cannot go that way (anything unusual included: completionsFor then
-   * builds them all, and reports what is wrong); parts after one that cannot go are built and queued.
-   */
-  /**
-   * Sends a read's completions straight from src, where the byte at the read's start address is
-   * src[base]; true when done (or when the rest was queued). `borrowed`: src is not ours to keep
+   * split exactly as completionsFor splits them, without TLP objects; the byte at the read's start
+   * address is src[base]. Returns false, having sent nothing, when the first cannot go that way
+   * (anything unusual included: completionsFor then builds them all, and reports what is wrong);
+   * parts after one that cannot go are built and queued. `borrowed`: src is not ours to keep
    * (RAM), so completions that must wait in the queues get a copy.
    */
   private sendReadData(request: MemReadRequest, src: Uint8Array, base: number, release: () => void, completerId: number, borrowed: boolean): boolean {
