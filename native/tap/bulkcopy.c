@@ -7,12 +7,10 @@
  *   gather(dst, dstOffset, src, srcOffsets, lengths, count)
  *     piece i is src[srcOffsets[i], srcOffsets[i] + lengths[i]); the pieces land back to back
  *     in dst from dstOffset (the payloads of received MWr TLPs into host RAM).
- *   scatter(dst, dstOffsets, src, srcOffset, lengths, count)
- *     the reverse: the pieces are back to back in src from srcOffset, piece i lands at
- *     dst[dstOffsets[i]] (a write's bytes into the payloads of the MWr TLPs that carry it).
  *   copyMany(dsts, dstIndex, dstOffsets, srcs, srcIndex, srcOffsets, lengths, count)
  *     piece i goes from srcs[srcIndex[i]] at srcOffsets[i] to dsts[dstIndex[i]] at dstOffsets[i]
- *     (read completions: RAM pages into CplD payloads, CplD payloads into callers' buffers).
+ *     (a write's bytes into its MWr payloads, RAM pages into CplD payloads, CplD payloads into
+ *     callers' buffers).
  *     dsts and srcs are arrays of Uint8Arrays.
  *
  * dst and src are Uint8Arrays, the offsets, indexes and lengths Int32Arrays.
@@ -28,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BULKCOPY_VERSION 1
+#define BULKCOPY_VERSION 2
 
 static napi_value throw_error(napi_env env, int range, const char* msg) {
   if (range) napi_throw_range_error(env, NULL, msg);
@@ -63,12 +61,8 @@ static int int_arg(napi_env env, napi_value v, int64_t* out) {
   return 1;
 }
 
-/*
- * gather and scatter: the same copy with the roles of the two sides swapped. One side is the
- * pieces (an Int32Array of offsets, with `lengths`), the other a contiguous run from one offset.
- */
-static napi_value copy_pieces(napi_env env, napi_callback_info info, int scatter) {
-  const char* name = scatter ? "scatter" : "gather";
+static napi_value gather(napi_env env, napi_callback_info info) {
+  const char* name = "gather";
   char msg[96];
   size_t argc = 6;
   napi_value a[6];
@@ -82,12 +76,12 @@ static napi_value copy_pieces(napi_env env, napi_callback_info info, int scatter
   if (dst == NULL) return NULL;
   uint8_t* src = typed(env, a[2], napi_uint8_array, &srcLen, msg);
   if (src == NULL) return NULL;
-  int32_t* offs = typed(env, a[scatter ? 1 : 3], napi_int32_array, &offLen, msg);
+  int32_t* offs = typed(env, a[3], napi_int32_array, &offLen, msg);
   if (offs == NULL) return NULL;
   int32_t* lens = typed(env, a[4], napi_int32_array, &lenLen, msg);
   if (lens == NULL) return NULL;
   int64_t runOffset, count;
-  if (!int_arg(env, a[scatter ? 3 : 1], &runOffset) || !int_arg(env, a[5], &count)) {
+  if (!int_arg(env, a[1], &runOffset) || !int_arg(env, a[5], &count)) {
     snprintf(msg, sizeof msg, "%s: the run's offset and count must be non-negative integers", name);
     return throw_error(env, 1, msg);
   }
@@ -103,9 +97,9 @@ static napi_value copy_pieces(napi_env env, napi_callback_info info, int scatter
   memcpy(snap + count, lens, (size_t)count * sizeof(int32_t));
   offs = snap;
   lens = snap + count;
-  /* The pieces' side and the run's side. */
-  size_t piecesLen = scatter ? dstLen : srcLen;
-  size_t runLen = scatter ? srcLen : dstLen;
+  /* The pieces are in src, the run in dst. */
+  size_t piecesLen = srcLen;
+  size_t runLen = dstLen;
   uint64_t total = 0;
   for (int64_t i = 0; i < count; i++) {
     if (offs[i] < 0 || lens[i] < 0 || (uint64_t)offs[i] + (uint64_t)lens[i] > piecesLen) {
@@ -123,20 +117,11 @@ static napi_value copy_pieces(napi_env env, napi_callback_info info, int scatter
   uint64_t at = (uint64_t)runOffset;
   for (int64_t i = 0; i < count; i++) {
     /* memmove: the two sides may be views of one buffer. */
-    if (scatter) memmove(dst + offs[i], src + at, (size_t)lens[i]);
-    else memmove(dst + at, src + offs[i], (size_t)lens[i]);
+    memmove(dst + at, src + offs[i], (size_t)lens[i]);
     at += (uint64_t)lens[i];
   }
   free(snap);
   return NULL;
-}
-
-static napi_value gather(napi_env env, napi_callback_info info) {
-  return copy_pieces(env, info, 0);
-}
-
-static napi_value scatter(napi_env env, napi_callback_info info) {
-  return copy_pieces(env, info, 1);
 }
 
 typedef struct {
@@ -235,8 +220,6 @@ NAPI_MODULE_INIT() {
   napi_value fn, version;
   if (napi_create_function(env, "gather", NAPI_AUTO_LENGTH, gather, NULL, &fn) != napi_ok) return NULL;
   napi_set_named_property(env, exports, "gather", fn);
-  if (napi_create_function(env, "scatter", NAPI_AUTO_LENGTH, scatter, NULL, &fn) != napi_ok) return NULL;
-  napi_set_named_property(env, exports, "scatter", fn);
   if (napi_create_function(env, "copyMany", NAPI_AUTO_LENGTH, copy_many, NULL, &fn) != napi_ok) return NULL;
   napi_set_named_property(env, exports, "copyMany", fn);
   napi_create_uint32(env, BULKCOPY_VERSION, &version);

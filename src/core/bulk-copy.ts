@@ -20,9 +20,6 @@ import { fileURLToPath } from 'node:url';
  */
 export type GatherFn = (dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffsets: Int32Array, lengths: Int32Array, count: number) => void;
 
-/** The reverse of gather: the pieces are back to back in src from srcOffset; piece i lands at dst[dstOffsets[i]]. */
-export type ScatterFn = (dst: Uint8Array, dstOffsets: Int32Array, src: Uint8Array, srcOffset: number, lengths: Int32Array, count: number) => void;
-
 /**
  * Piece i goes from srcs[srcIndex[i]] at srcOffsets[i] to dsts[dstIndex[i]] at dstOffsets[i]:
  * copies between many buffers (RAM pages into completions, completions into callers' buffers).
@@ -40,7 +37,6 @@ export type CopyManyFn = (
 
 export interface BulkCopy {
   gather: GatherFn;
-  scatter: ScatterFn;
   copyMany: CopyManyFn;
   /** Where the copies come from: the addon's path, or why JavaScript is used. */
   native: boolean;
@@ -53,15 +49,6 @@ export const gatherJs: GatherFn = (dst, dstOffset, src, srcOffsets, lengths, cou
     const o = srcOffsets[i]!;
     const n = lengths[i]!;
     dst.set(src.subarray(o, o + n), at);
-    at += n;
-  }
-};
-
-export const scatterJs: ScatterFn = (dst, dstOffsets, src, srcOffset, lengths, count) => {
-  let at = srcOffset;
-  for (let i = 0; i < count; i++) {
-    const n = lengths[i]!;
-    dst.set(src.subarray(at, at + n), dstOffsets[i]!);
     at += n;
   }
 };
@@ -79,11 +66,11 @@ export const DEFAULT_BULK_COPY_ADDON_PATH = fileURLToPath(new URL('../../native/
 export function loadNativeBulkCopy(path: string = DEFAULT_BULK_COPY_ADDON_PATH): Omit<BulkCopy, 'native' | 'detail'> | string {
   if (!existsSync(path)) return 'the native addon is not built (npm run build:native)';
   try {
-    const mod = createRequire(import.meta.url)(path) as { gather?: unknown; scatter?: unknown; copyMany?: unknown };
-    if (typeof mod.gather !== 'function' || typeof mod.scatter !== 'function' || typeof mod.copyMany !== 'function') {
+    const mod = createRequire(import.meta.url)(path) as { gather?: unknown; copyMany?: unknown };
+    if (typeof mod.gather !== 'function' || typeof mod.copyMany !== 'function') {
       return `${path} is not tlpwire's bulk-copy addon (or an older build of it: npm run build:native)`;
     }
-    return { gather: mod.gather as GatherFn, scatter: mod.scatter as ScatterFn, copyMany: mod.copyMany as CopyManyFn };
+    return { gather: mod.gather as GatherFn, copyMany: mod.copyMany as CopyManyFn };
   } catch (e) {
     const first = (e instanceof Error ? e.message : String(e)).split('\n')[0] ?? '';
     return `the native addon does not load (${first})`;
@@ -96,12 +83,12 @@ let chosen: BulkCopy | undefined;
 export function bulkCopy(): BulkCopy {
   if (chosen !== undefined) return chosen;
   if (process.env['TLPWIRE_BULK_COPY'] === 'js') {
-    chosen = { gather: gatherJs, scatter: scatterJs, copyMany: copyManyJs, native: false, detail: 'JavaScript (TLPWIRE_BULK_COPY=js)' };
+    chosen = { gather: gatherJs, copyMany: copyManyJs, native: false, detail: 'JavaScript (TLPWIRE_BULK_COPY=js)' };
   } else {
     const n = loadNativeBulkCopy();
     chosen =
       typeof n === 'string'
-        ? { gather: gatherJs, scatter: scatterJs, copyMany: copyManyJs, native: false, detail: `JavaScript: ${n}` }
+        ? { gather: gatherJs, copyMany: copyManyJs, native: false, detail: `JavaScript: ${n}` }
         : { ...n, native: true, detail: `native (${DEFAULT_BULK_COPY_ADDON_PATH})` };
   }
   return chosen;

@@ -9,7 +9,6 @@ import {
   Counters,
   DeferredCopies,
   bulkCopy,
-  type ScatterFn,
   TlpwireError,
   errorMessage,
   silentLogger,
@@ -233,16 +232,13 @@ export class Link implements LinkPort {
   /** Fast receive path for MRd/MRd64 (LinkPort), as onMemWrite is for writes. */
   onMemRead: ((bytes: Uint8Array, v: MemReadView) => boolean) | undefined = undefined;
   private readonly memReadView = new MemReadView();
-  /** sendMemWrites: where each payload of the batch being built goes, and its length. */
-  private readonly payloadAt = new Int32Array(1024);
-  private readonly payloadLengths = new Int32Array(1024);
-  private readonly scatter: ScatterFn = bulkCopy().scatter;
   /**
-   * The data copies of completions made while a received batch is worked through, those we send
-   * (RAM into the batch: sendCompletionData) and those we receive (into the read's buffer:
-   * copyLater), done together: before the batch leaves (flush), before a received TLP that may
-   * write memory (a posted one, or one for onTlp), and when the received batch is done. A read's
-   * data is thus what memory held when the read was answered.
+   * Payload copies done together, many to a call: those of the MWr we send (sendMemWrites runs
+   * them before it returns) and the data of completions made while a received batch is worked
+   * through, those we send (RAM into the batch: sendCompletionData) and those we receive (into
+   * the read's buffer: copyLater). They are done before the batch leaves (flush), before a
+   * received TLP that may write memory (a posted one, or one for onTlp), and when the received
+   * batch is done. A read's data is thus what memory held when the read was answered.
    */
   private readonly copies = new DeferredCopies(bulkCopy().copyMany);
   private readonly run = new MemWriteRun();
@@ -479,12 +475,8 @@ export class Link implements LinkPort {
     let a = address;
     let narrow = 0;
     let wide = 0;
-    // Headers are written as the TLPs are placed; the payloads follow in one bulk copy per batch
-    // (before the batch leaves): the bytes [copied, a) of the write wait for it.
-    const at = this.payloadAt;
-    const lengths = this.payloadLengths;
-    let waiting = 0;
-    let copied = address;
+    // Headers are written as the TLPs are placed, the payloads copied together with the other
+    // deferred copies (flush runs them before the batch leaves).
     try {
       while (a < end) {
         if (this.congested) {
@@ -498,16 +490,10 @@ export class Link implements LinkPort {
           break;
         }
         const size = (a >= FOUR_GIB ? 16 : 12) + n;
-        if (this.writer.length + ITEM_HEADER_BYTES + size > this.batchBytes || waiting === at.length) {
-          this.scatter(this.writer.buffer, at, src, srcOffset + (copied - address), lengths, waiting);
-          waiting = 0;
-          copied = a;
-          if (this.writer.length + ITEM_HEADER_BYTES + size > this.batchBytes) this.flush();
-        }
+        if (this.writer.length + ITEM_HEADER_BYTES + size > this.batchBytes) this.flush();
         const offset = this.writer.reserveItem(size);
         const hdr = encodeMemWriteHeaderInto(this.writer.buffer, offset, f, a, n);
-        at[waiting] = offset + hdr;
-        lengths[waiting++] = n;
+        this.copies.add(this.writer.buffer, offset + hdr, src, srcOffset + (a - address), n);
         tx.consumeClass(CLASS_P, n);
         this.writer.commitItem(ITEM.TLP, hdr + n);
         if (a >= FOUR_GIB) wide++;
@@ -515,8 +501,9 @@ export class Link implements LinkPort {
         a = pe;
       }
     } finally {
-      // Also when something above threw: no TLP in the batch may go without its payload.
-      this.scatter(this.writer.buffer, at, src, srcOffset + (copied - address), lengths, waiting);
+      // The caller may reuse src once we return; and no TLP may go without its payload, even
+      // when something above threw.
+      this.runCopies();
     }
     if (narrow > 0) this.sent.MWr.add(narrow);
     if (wide > 0) this.sent.MWr64.add(wide);
