@@ -17,6 +17,7 @@ export async function loadDist<T>(modulePath: string): Promise<T> {
 
 export type RolesModule = typeof import('../src/roles/index.js');
 export type CoreModule = typeof import('../src/core/index.js');
+export type LinkModule = typeof import('../src/link/index.js');
 export type TlpModule = typeof import('../src/tlp/index.js');
 export type SpecModule = typeof import('../src/spec/index.js');
 

@@ -15,7 +15,7 @@
  * JavaScript.
  */
 import type { Transport } from '../src/link/index.js';
-import { loadDist, type RolesModule } from './dist.js';
+import { loadDist, type LinkModule, type RolesModule } from './dist.js';
 import { BASE, CHUNK } from './dma-pattern.js';
 
 const MiB = 1024 * 1024;
@@ -42,17 +42,11 @@ class HandOff implements Transport {
   onClose: (error?: Error) => void = () => {};
   readonly queue: Uint8Array[] = [];
 
+  constructor(private readonly joinBytes: (parts: readonly Uint8Array[]) => Uint8Array) {}
+
   send(chunks: readonly Uint8Array[], done?: () => void): boolean {
-    let total = 0;
-    for (const c of chunks) total += c.length;
-    const m = new Uint8Array(total);
-    let o = 0;
-    for (const c of chunks) {
-      m.set(c, o);
-      o += c.length;
-    }
+    this.queue.push(this.joinBytes(chunks));
     done?.();
-    this.queue.push(m);
     return true;
   }
 
@@ -85,8 +79,9 @@ export async function measureInProcess(mib: number): Promise<InProcessResult> {
   const rc = new RootComplex({ clock, memoryBytes: BASE + mib * MiB + CHUNK });
   const ep = new Endpoint({ clock, transaction: { maxPayloadSize: 256, maxReadRequestSize: 512 } });
   // What each side sends waits in its transport's queue until the pump hands it over.
-  const rcSide = new HandOff();
-  const epSide = new HandOff();
+  const { joinBytes } = await loadDist<LinkModule>('link/index.js');
+  const rcSide = new HandOff(joinBytes);
+  const epSide = new HandOff(joinBytes);
   rc.attach(rcSide);
   ep.attach(epSide);
   let rcNs = 0;

@@ -170,3 +170,16 @@ export function hexPrefix(bytes: Uint8Array, n = 16): string {
   for (let i = 0; i < Math.min(n, bytes.length); i++) s += (i ? ' ' : '') + (bytes[i] as number).toString(16).padStart(2, '0');
   return bytes.length > n ? `${s} …` : s;
 }
+
+/** The pieces of a message joined into one new buffer (the receiver's own, whatever the pieces were). */
+export function joinBytes(parts: readonly Uint8Array[]): Uint8Array {
+  let total = 0;
+  for (const p of parts) total += p.length;
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}

@@ -27,6 +27,7 @@ export {
   type CreditAdvertisement,
 } from './credits.js';
 export { RecordParser, recordPrefix } from './record-parser.js';
+export { joinBytes } from './framing.js';
 export { parseLinkUrl, formatLinkUrl, type LinkUrl, type LinkScheme } from './url.js';
 export { listenTransport, connectTransport } from './connect.js';
 export { createMemoryTransportPair, type MemoryTransport, type MemoryTransportOptions } from './memory-transport.js';

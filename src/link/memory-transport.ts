@@ -5,6 +5,7 @@
  */
 import type { Clock } from '../core/index.js';
 import { DEFAULT_HIGH_WATER_BYTES } from './constants.js';
+import { joinBytes } from './framing.js';
 import type { Transport } from './transport.js';
 
 export interface MemoryTransportOptions {
@@ -43,15 +44,9 @@ class MemoryEnd implements Transport {
       done?.();
       return true;
     }
-    let total = 0;
-    for (const c of chunks) total += c.length;
     // Copy now: the sender may reuse its buffers, and a receiver must own what it gets.
-    const copy = new Uint8Array(total);
-    let o = 0;
-    for (const c of chunks) {
-      copy.set(c, o);
-      o += c.length;
-    }
+    const copy = joinBytes(chunks);
+    const total = copy.length;
     done?.(); // copied: the chunks are free again
     this.inFlight += total;
     if (this.inFlight > this.maxInFlight) this.maxInFlight = this.inFlight;

@@ -8,6 +8,7 @@
  * delivered in order on the next turn after attachment (setImmediate: this is OS-bound code, not
  * the simulator's), so an owner that attaches in a constructor is never called back from inside it.
  */
+import { joinBytes } from './framing.js';
 import type { Transport } from './transport.js';
 
 type Pending = { message: Uint8Array } | { close: Error | undefined };
@@ -56,15 +57,7 @@ export abstract class SocketTransportBase implements Transport {
       takesParts(parts);
       return;
     }
-    let total = 0;
-    for (const p of parts) total += p.length;
-    const joined = new Uint8Array(total);
-    let o = 0;
-    for (const p of parts) {
-      joined.set(p, o);
-      o += p.length;
-    }
-    this.deliverMessage(joined);
+    this.deliverMessage(joinBytes(parts));
   }
 
   protected deliverClose(error: Error | undefined): void {

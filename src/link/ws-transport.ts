@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { TlpwireError, silentLogger, type Logger } from '../core/index.js';
 import { DEFAULT_HIGH_WATER_BYTES, MAX_MESSAGE_BYTES, WS_SUBPROTOCOL } from './constants.js';
+import { joinBytes } from './framing.js';
 import { SocketTransportBase } from './socket-transport-base.js';
 import type { Transport, TransportOptions, TransportServer } from './transport.js';
 import { connectError, formatLinkUrl, listenError, type LinkUrl } from './url.js';
@@ -29,16 +30,7 @@ function toBytes(data: RawData): Uint8Array {
 }
 
 function concatChunks(chunks: readonly Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!;
-  let total = 0;
-  for (const c of chunks) total += c.length;
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.length;
-  }
-  return out;
+  return chunks.length === 1 ? chunks[0]! : joinBytes(chunks);
 }
 
 export class WsTransport extends SocketTransportBase {
