@@ -19,6 +19,8 @@ import { loadDist, type LinkModule, type RolesModule } from './dist.js';
 import { BASE, CHUNK } from './dma-pattern.js';
 
 const MiB = 1024 * 1024;
+/** DMA calls kept in flight. */
+const IN_FLIGHT = 16;
 const PASSES = 3;
 
 export interface InProcessResult {
@@ -100,13 +102,17 @@ export async function measureInProcess(mib: number): Promise<InProcessResult> {
   for (let i = 0; i < 10 && ep.stack?.link.state !== 'up'; i++) await pump();
   const dma = ep.dmaPort();
   const buf = new Uint8Array(CHUNK).fill(0x5a);
+  // As the two-process peer does: reads into reused buffers, one more than are in flight.
+  const readBuffers = Array.from({ length: IN_FLIGHT + 1 }, () => new Uint8Array(CHUNK));
+  const read = (i: number): Promise<Uint8Array> =>
+    dma.readInto === undefined ? dma.read(BASE + i * CHUNK, CHUNK) : dma.readInto(BASE + i * CHUNK, readBuffers[i % readBuffers.length]!);
   const pass = async (phase: 'write' | 'read'): Promise<void> => {
     let done = false;
     const work = (async () => {
       const pending: Promise<unknown>[] = [];
       for (let i = 0; i < mib * 16; i++) {
-        pending.push(Promise.resolve(phase === 'write' ? dma.write(BASE + i * CHUNK, buf) : dma.read(BASE + i * CHUNK, CHUNK)));
-        if (pending.length >= 16) await pending.shift();
+        pending.push(Promise.resolve(phase === 'write' ? dma.write(BASE + i * CHUNK, buf) : read(i)));
+        if (pending.length >= IN_FLIGHT) await pending.shift();
       }
       await Promise.all(pending);
       done = true;

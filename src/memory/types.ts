@@ -63,6 +63,13 @@ export interface DmaWriteOptions {
  */
 export interface DmaPort {
   read(address: number, length: number): Promise<Uint8Array>;
+  /**
+   * Optional `read` into the caller's own buffer (a DMA engine's buffers, reused read after
+   * read): reads `dest.length` bytes into `dest` and resolves to it. Nothing the size of the data
+   * is allocated per read. `dest` must not be used until the promise settles; after a failed read
+   * its contents are unspecified.
+   */
+  readInto?(address: number, dest: Uint8Array): Promise<Uint8Array>;
   write(address: number, data: Uint8Array, opts?: DmaWriteOptions): void | Promise<void>;
   /**
    * Optional callback form of `read` (a simulator fabric's fast path: no promise per read).

@@ -140,6 +140,13 @@ export class Endpoint {
           return Promise.reject(e);
         }
       },
+      readInto: (address, dest) => {
+        try {
+          return this.requesterOf(stackOrThrow(), fnNumber).memReadInto(address, dest).catch(failed);
+        } catch (e) {
+          return Promise.reject(e);
+        }
+      },
       write: (address, data, o?: DmaWriteOptions) => {
         try {
           return this.requesterOf(stackOrThrow(), fnNumber).memWrite(address, data, o?.relaxedOrdering === true ? { ro: true } : {});

@@ -233,4 +233,18 @@ describe('AER status set by real events on the endpoint', () => {
     const status = (await s.settle(s.config.cfgRead(f.bdf, COMMAND_REG >> 2))) >>> 16;
     expect(status & STATUS_RECEIVED_MASTER_ABORT).toBe(STATUS_RECEIVED_MASTER_ABORT);
   });
+
+  it("readInto reads into the caller's buffer and resolves to it; one that fails rejects as read does", async () => {
+    const s = await simPair();
+    await enumerated(s);
+    const dma = s.ep.dmaPort(0);
+    const data = Uint8Array.from({ length: 1000 }, (_, i) => (i * 7 + 3) & 0xff);
+    await s.settle(dma.write(0x10_0000 + 12, data) as Promise<void>);
+    const dest = new Uint8Array(1000).fill(0xee);
+    const got = await s.settle(dma.readInto!(0x10_0000 + 12, dest));
+    expect(got).toBe(dest);
+    expect(dest).toEqual(data);
+    const err = await s.settle(dma.readInto!(0x7000_0000, new Uint8Array(4))).catch((e: unknown) => e);
+    expect((err as TlpwireError).code).toBe('ERR_CPL_UR');
+  });
 });
