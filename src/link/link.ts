@@ -874,6 +874,11 @@ export class Link implements LinkPort {
     if (ci >= 0 && dataBytes <= this.maxPayloadSize && this.receiveFast(msg, body, len, ci)) return;
     // onTlp's handlers may do anything, writing memory included.
     this.runCopies();
+    if (this.transport.reusesReceiveMemory === true) {
+      // Decoded payloads are views, and onTlp's handlers may keep them: bytes of their own.
+      msg = msg.slice(body, body + len);
+      body = 0;
+    }
     let tlp: Tlp;
     try {
       if (ci < 0) {

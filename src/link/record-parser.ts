@@ -9,6 +9,10 @@
  * records about as large as a socket read, nearly every record is split, and copying them all
  * doubled the receive side's memory traffic. Chunks from node:net are never reused by Node, so
  * views stay valid for as long as the receiver keeps them.
+ *
+ * With `assembly` 'reused' (for chunks that the socket overwrites with the next read, node:net
+ * `onread`) the receiver keeps nothing it is given: a record split across chunks is then
+ * assembled in one buffer of the parser's own, used again for the next such record.
  */
 import { TlpwireError } from '../core/index.js';
 
@@ -44,12 +48,22 @@ export class RecordParser {
   /** Stream offset of the next byte, for error reports. */
   private streamOffset = 0;
 
+  /** 'reused' assembly: the buffer split records are assembled in (grown as records need). */
+  private assemblyBuffer: Uint8Array | undefined;
+
   constructor(
     private readonly maxRecordBytes: number,
     private readonly onRecord: (record: Uint8Array) => void,
     private readonly onError: (error: TlpwireError) => void,
     private readonly onRecordParts?: (parts: readonly Uint8Array[]) => void,
-  ) {}
+    assembly: 'fresh' | 'reused' = 'fresh',
+  ) {
+    if (assembly === 'reused') {
+      // Parts would be views of chunks that the next read overwrites.
+      if (onRecordParts !== undefined) throw new TlpwireError('ERR_USAGE', 'a parser that reuses its assembly buffer delivers whole records only');
+      this.assemblyBuffer = new Uint8Array(0);
+    }
+  }
 
   /** Stops delivering records (the owner closed the stream). */
   stop(): void {
@@ -95,7 +109,7 @@ export class RecordParser {
             this.parts = [chunk.subarray(i)];
             this.bodyLength = len;
           } else {
-            this.body = new Uint8Array(len);
+            this.body = this.assemblyFor(len);
             this.body.set(chunk.subarray(i), 0);
           }
           this.bodyHave = n - i;
@@ -129,5 +143,16 @@ export class RecordParser {
       }
     }
     this.streamOffset += n;
+  }
+
+  /** Where a split record of `len` bytes is assembled: a buffer of its own, or the reused one. */
+  private assemblyFor(len: number): Uint8Array {
+    const a = this.assemblyBuffer;
+    if (a === undefined) return new Uint8Array(len);
+    if (a.length >= len) return a.subarray(0, len);
+    // Grown to the largest record seen (at most maxRecordBytes), then kept.
+    const grown = new Uint8Array(Math.min(this.maxRecordBytes, Math.max(len, a.length * 2)));
+    this.assemblyBuffer = grown;
+    return grown.subarray(0, len);
   }
 }

@@ -24,6 +24,9 @@ export abstract class SocketTransportBase implements Transport {
   private pending: Pending[] | undefined = [];
   private draining = false;
 
+  /** `reusesReceiveMemory`: see Transport; held-back messages are then copied. */
+  constructor(readonly reusesReceiveMemory = false) {}
+
   get onMessage(): (data: Uint8Array) => void {
     return this.handler ?? (() => {});
   }
@@ -46,7 +49,7 @@ export abstract class SocketTransportBase implements Transport {
   abstract close(reason?: string): void;
 
   protected deliverMessage(data: Uint8Array): void {
-    if (this.pending !== undefined) this.pending.push({ message: data });
+    if (this.pending !== undefined) this.pending.push({ message: this.reusesReceiveMemory ? data.slice() : data });
     else this.handler!(data);
   }
 

@@ -25,9 +25,17 @@ export interface Transport {
   close(reason?: string): void;
   /**
    * Set by the owner. Each call is one whole message. The bytes are the receiver's: the transport
-   * never reuses or changes them, so decoded TLP payloads may stay views into them.
+   * never reuses or changes them, so decoded TLP payloads may stay views into them (unless
+   * `reusesReceiveMemory`).
    */
   onMessage: (data: Uint8Array) => void;
+  /**
+   * True when the bytes given to onMessage are valid only during the call: the transport reads
+   * later data into the same memory (node:net's `onread`, which spares an allocation per socket
+   * read and the garbage collections that follow). The receiver copies whatever it keeps. Such a
+   * transport never uses onMessageParts.
+   */
+  readonly reusesReceiveMemory?: boolean;
   /**
    * Optional, set by an owner that can take a message in pieces: a transport may then deliver a
    * message that reached it in several reads as those pieces, in order, instead of copying them

@@ -44,6 +44,7 @@ export interface CompleterTarget {
    * into the completions a little later, in the same turn).
    */
   read(address: number, length: number, requesterId: number): Uint8Array;
+  /** `data` is the target's to keep (the completer never hands it a view of the link's buffer). */
   write(address: number, data: Uint8Array, firstBe: number, lastBe: number, requesterId: number): void;
   /**
    * Optional: `read` done in place, when the target can: sets `out` to where the bytes are
@@ -59,7 +60,8 @@ export interface CompleterTarget {
   writeFrom?(address: number, src: Uint8Array, srcOffset: number, length: number, firstBe: number, lastBe: number, requesterId: number): void;
   /**
    * Optional: does a whole run of writes (src/tlp MemWriteRun: whole DWs, one requester, one
-   * contiguous range) and returns true when every byte of it is this target's and may be written;
+   * contiguous range; its bytes are the link's receive buffer, valid only during the call) and
+   * returns true when every byte of it is this target's and may be written;
    * otherwise returns false having written and recorded nothing (the writes then come one at a
    * time through claims and write, which report what is wrong).
    */
@@ -296,7 +298,8 @@ export class Completer {
     }
     try {
       if (target.writeFrom !== undefined) target.writeFrom(dwAddress, bytes, v.dataOffset, v.dataLength, v.firstBe, v.lastBe, v.requesterId);
-      else target.write(dwAddress, bytes.subarray(v.dataOffset, v.dataOffset + v.dataLength), v.firstBe, v.lastBe, v.requesterId);
+      // write's data is the target's to keep; the link's buffer is valid only during this call.
+      else target.write(dwAddress, bytes.slice(v.dataOffset, v.dataOffset + v.dataLength), v.firstBe, v.lastBe, v.requesterId);
     } catch (e) {
       this.counters.add('completer.writeFailed');
       this.log.warn({ address: start, err: errorMessage(e) }, 'memory target failed a posted write');

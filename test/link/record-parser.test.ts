@@ -17,6 +17,19 @@ function collect(max = 1024): { parser: RecordParser; records: number[][]; error
   return { parser, records, errors };
 }
 
+/** The records as a stream: each a 4-byte big-endian length, then its bytes (written here, not by recordPrefix). */
+function framed(recs: readonly Uint8Array[]): Uint8Array {
+  const stream = new Uint8Array(recs.reduce((n, r) => n + 4 + r.length, 0));
+  const dv = new DataView(stream.buffer);
+  let o = 0;
+  for (const r of recs) {
+    dv.setUint32(o, r.length);
+    stream.set(r, o + 4);
+    o += 4 + r.length;
+  }
+  return stream;
+}
+
 // Three records written by hand: 3 bytes, empty, 5 bytes.
 const STREAM = hex('00000003 aabbcc  00000000  00000005 0102030405');
 const EXPECTED = [[0xaa, 0xbb, 0xcc], [], [1, 2, 3, 4, 5]];
@@ -69,15 +82,7 @@ describe('RecordParser (tcp/unix framing)', () => {
         fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 20 }),
         fc.array(fc.integer({ min: 1, max: 97 }), { minLength: 1, maxLength: 50 }),
         (recs, cuts) => {
-          const total = recs.reduce((n, r) => n + 4 + r.length, 0);
-          const stream = new Uint8Array(total);
-          const dv = new DataView(stream.buffer);
-          let o = 0;
-          for (const r of recs) {
-            dv.setUint32(o, r.length);
-            stream.set(r, o + 4);
-            o += 4 + r.length;
-          }
+          const stream = framed(recs);
           const c = collect(1000);
           let at = 0;
           let k = 0;
@@ -92,6 +97,61 @@ describe('RecordParser (tcp/unix framing)', () => {
       ),
       { numRuns: 300 },
     );
+  });
+
+  it("'reused' assembly: records come out whole when every chunk is read into one buffer that the next read overwrites", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.uint8Array({ minLength: 0, maxLength: 700 }), { maxLength: 20 }),
+        fc.array(fc.integer({ min: 1, max: 300 }), { minLength: 1, maxLength: 50 }),
+        (recs, cuts) => {
+          const stream = framed(recs);
+          // The receiver keeps nothing it is given: it copies during the call, as the link does.
+          const records: number[][] = [];
+          const assemblies = new Set<ArrayBufferLike>();
+          const assembledLengths: number[] = [];
+          const p = new RecordParser(
+            1000,
+            (r) => {
+              records.push([...r]);
+              if (r.buffer === socketBuffer.buffer) return;
+              assemblies.add(r.buffer);
+              assembledLengths.push(r.length);
+            },
+            () => {
+              throw new Error('no error expected');
+            },
+            undefined,
+            'reused',
+          );
+          const socketBuffer = new Uint8Array(300);
+          let at = 0;
+          let k = 0;
+          while (at < stream.length) {
+            const n = Math.min(cuts[k++ % cuts.length]!, stream.length - at);
+            socketBuffer.set(stream.subarray(at, at + n));
+            p.push(socketBuffer.subarray(0, n));
+            socketBuffer.fill(0xee); // the next read's bytes
+            at += n;
+          }
+          expect(records).toEqual(recs.map((r) => [...r]));
+          // The assembly buffer is replaced only to grow: at most once per assembled record longer
+          // than all assembled before it.
+          let newMaxima = 0;
+          let max = 0;
+          for (const n of assembledLengths) {
+            if (n > max) newMaxima++;
+            max = Math.max(max, n);
+          }
+          expect(assemblies.size).toBeLessThanOrEqual(newMaxima);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("'reused' assembly cannot be combined with delivery in parts", () => {
+    expect(() => new RecordParser(100, () => {}, () => {}, () => {}, 'reused')).toThrow(/whole records only/);
   });
 
   it('rejects an oversized record with ERR_LINK_PROTOCOL and stops', () => {

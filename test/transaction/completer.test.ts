@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_HEADER_BITS, type AtomicTlp, type CfgTlp, type CplTlp, type MemTlp, type Tlp } from '../../src/tlp/index.js';
-import { Completer, forEachEnabledRun, type EnqueueOptions } from '../../src/transaction/index.js';
+import { DEFAULT_HEADER_BITS, MemWriteView, encodeTlp, memWriteTlp, parseMemWrite, type AtomicTlp, type CfgTlp, type CplTlp, type MemTlp, type Tlp } from '../../src/tlp/index.js';
+import { Completer, forEachEnabledRun, type CompleterTarget, type EnqueueOptions } from '../../src/transaction/index.js';
 import { RamTarget } from './harness.js';
 
 interface Sent {
@@ -112,5 +112,24 @@ describe('Completer', () => {
     completer.handleRequest(wr, release);
     expect(sent[0]!.options?.ioCfgWriteCompletion).toBe(true);
     expect(captured).toEqual([(3 << 8) | (1 << 3) | 2]);
+  });
+});
+
+describe('Completer.handleMemWrite (the link fast path)', () => {
+  it("gives a target's write bytes of its own: the link's buffer is valid only during the call", () => {
+    const kept: Uint8Array[] = [];
+    const target: CompleterTarget = {
+      claims: (a) => a >= 0x4000 && a < 0x5000,
+      read: (_a, n) => new Uint8Array(n),
+      write: (_a, data) => kept.push(data), // keeps it, as write may
+    };
+    const completer = new Completer({ enqueue: () => {} }, { completerId: 0x0100, rcb: 64, maxPayloadSize: 128 });
+    completer.addMemoryTarget(target);
+    const linkBuffer = encodeTlp(memWriteTlp({ requesterId: 0x0200, address: 0x4010, data: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8) }));
+    const v = new MemWriteView();
+    expect(parseMemWrite(linkBuffer, 0, linkBuffer.length, v)).toBe(true);
+    expect(completer.handleMemWrite(linkBuffer, v)).toBe(true);
+    linkBuffer.fill(0xee); // the link's next message
+    expect([...kept[0]!]).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
   });
 });
