@@ -161,6 +161,8 @@ export interface RequesterStats {
 }
 
 const ALL_ONES_32 = 0xffffffff;
+/** A running timer's deadline before stampTimers sets it (≥ 0: the timer counts as running). */
+const UNSTAMPED = Number.MAX_SAFE_INTEGER;
 
 type SlotKind = 'mem' | 'cfgRd' | 'cfgWr' | 'ioRd' | 'ioWr';
 const S_FREE = 0;
@@ -241,6 +243,9 @@ export class Requester {
    */
   private readonly timerSlots = new FixedQueue<Slot>(64);
   private readonly timerGens = new FixedQueue<number>(64);
+  /** Timers started during the current issue loop (stampTimers starts them when it ends). */
+  private readonly unstampedSlots = new FixedQueue<Slot>(64);
+  private readonly unstampedGens = new FixedQueue<number>(64);
   private timerHandle: TimerHandle | undefined;
   /** When timerHandle fires (Infinity when none is set). */
   private timerAt = Infinity;
@@ -634,6 +639,7 @@ export class Requester {
       }
     } finally {
       this.issuing = false;
+      if (this.unstampedSlots.length > 0) this.stampTimers();
     }
   }
 
@@ -697,12 +703,42 @@ export class Requester {
   // ---------------------------------------------------------------- completion timers
 
   private startTimer(slot: Slot, timeoutNs: number): void {
+    slot.timerGen++;
+    if (this.issuing) {
+      // Stamped when the issue loop ends, with one clock reading for all of them.
+      slot.deadline = UNSTAMPED;
+      this.unstampedSlots.push(slot);
+      this.unstampedGens.push(slot.timerGen);
+      return;
+    }
     const now = this.clock.nowNs();
     slot.deadline = now + timeoutNs;
-    slot.timerGen++;
     this.timerSlots.push(slot);
     this.timerGens.push(slot.timerGen);
     this.armTimer(slot.deadline, now);
+  }
+
+  /**
+   * Starts the timers of the requests the issue loop sent, from the time it ended. Reading the
+   * clock once per loop rather than once per request (it costs about as much as the rest of an
+   * MRd's issue here) makes a deadline late by up to the loop's length, microseconds; never early,
+   * which is what the completion timeout ranges forbid (§7.5.3.16: no timeout before the minimum).
+   */
+  private stampTimers(): void {
+    const timeoutNs = this.timeoutNs ?? 0; // (only requests with a timeout start timers)
+    const now = this.clock.nowNs();
+    const deadline = now + timeoutNs;
+    let any = false;
+    for (let slot = this.unstampedSlots.shift(); slot !== undefined; slot = this.unstampedSlots.shift()) {
+      const gen = this.unstampedGens.shift();
+      // Skipped: completed (or failed) meanwhile, or restarted (a later entry stamps it).
+      if (slot.deadline !== UNSTAMPED || slot.timerGen !== gen) continue;
+      slot.deadline = deadline;
+      this.timerSlots.push(slot);
+      this.timerGens.push(gen);
+      any = true;
+    }
+    if (any) this.armTimer(deadline, now);
   }
 
   /** Makes the clock timer fire no later than `deadline`. */

@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { TlpwireError } from '../../src/core/index.js';
+import { TlpwireError, type Clock, type TimerHandle } from '../../src/core/index.js';
 import { VirtualClock } from '../../src/sim/index.js';
 import type { MemTlp, Tlp } from '../../src/tlp/index.js';
 import { Requester, completionsFor, cplTimeoutNs, type EnqueueOptions } from '../../src/transaction/index.js';
@@ -78,5 +78,75 @@ describe('completion timers', () => {
       ),
       { numRuns: 60 },
     );
+  });
+});
+
+/** A clock that counts its readings; time moves only when the test says it does. */
+class CountingClock implements Clock {
+  reads = 0;
+  private t = 0;
+  private timers: { at: number; fn: () => void; live: boolean }[] = [];
+  nowNs(): number {
+    this.reads++;
+    return this.t;
+  }
+  /** The time, without counting a reading (for the test's own records). */
+  peek(): number {
+    return this.t;
+  }
+  advance(ns: number): void {
+    this.t += ns;
+  }
+  setTimer(delayNs: number, fn: () => void): TimerHandle {
+    const timer = { at: this.t + delayNs, fn, live: true };
+    this.timers.push(timer);
+    return { cancel: () => void (timer.live = false) };
+  }
+  defer(fn: () => void): void {
+    this.setTimer(0, fn);
+  }
+  /** Runs the timers, earliest first, until none is left. */
+  run(): void {
+    for (;;) {
+      this.timers = this.timers.filter((x) => x.live);
+      if (this.timers.length === 0) return;
+      const next = this.timers.reduce((a, b) => (b.at < a.at ? b : a));
+      next.live = false;
+      this.t = Math.max(this.t, next.at);
+      next.fn();
+    }
+  }
+}
+
+describe('completion timers started by one issue loop', () => {
+  it('read the clock once for the loop, and no request times out before its send time plus the timeout', () => {
+    const clock = new CountingClock();
+    const sentAt = new Map<number, number>();
+    const out = {
+      enqueue(tlp: Tlp, o?: EnqueueOptions): void {
+        clock.advance(1000); // time passes as each MRd goes out
+        sentAt.set((tlp as MemTlp).tag, clock.peek());
+        o?.onSent?.();
+      },
+    };
+    const req = new Requester(out, {
+      clock,
+      config: { requesterId: 0x100, maxPayloadSize: 256, maxReadRequestSize: 512, rcb: 64, cplTimeout: TIMEOUT, tag10Bit: false, maxOutstandingTags: 64 },
+    });
+    const firedAt = new Map<number, number>();
+    req.onCompletionError = (e) => {
+      if (e.kind === 'timeout') firedAt.set(e.tag, clock.peek());
+    };
+    const read = req.memRead(0x1000, 64 * 512).catch((e: unknown) => e);
+    expect(clock.reads).toBe(1); // for 64 MRds
+    expect(sentAt.size).toBe(64);
+    clock.run();
+    expect(firedAt.size).toBe(64);
+    for (const [tag, at] of sentAt) {
+      expect(firedAt.get(tag)! - at).toBeGreaterThanOrEqual(T);
+      // Late by no more than the loop took (64 µs of this clock).
+      expect(firedAt.get(tag)! - at).toBeLessThanOrEqual(T + 64_000);
+    }
+    return read.then((e) => expect((e as TlpwireError).code).toBe('ERR_CPL_TIMEOUT'));
   });
 });
