@@ -448,9 +448,15 @@ export function checkCompletionFields(f: CompletionFields): void {
   if (!isU(f.requesterId, 0xffff)) throw fieldError('CplD', `requesterId must be an integer 0..65535, got ${String(f.requesterId)}`, 8);
   if (!isU(f.tag, TAG.MAX_10BIT)) throw fieldError('CplD', `tag must be an integer 0..${TAG.MAX_10BIT}, got ${String(f.tag)}`, 10);
   if (!isU(f.tc, 0x7)) throw fieldError('CplD', `tc must be an integer 0..7, got ${String(f.tc)}`, 1);
-  for (const k of ['ro', 'ns', 'ido', 'locked'] as const) {
-    if (typeof f[k] !== 'boolean') throw fieldError('CplD', `${k} must be a boolean, got ${String(f[k])}`, 1);
-  }
+  // (Written out: a loop over the names made an array per call, and this runs per read.)
+  if (typeof f.ro !== 'boolean') throw booleanError('ro', f.ro);
+  if (typeof f.ns !== 'boolean') throw booleanError('ns', f.ns);
+  if (typeof f.ido !== 'boolean') throw booleanError('ido', f.ido);
+  if (typeof f.locked !== 'boolean') throw booleanError('locked', f.locked);
+}
+
+function booleanError(name: string, value: unknown): TlpwireError {
+  return fieldError('CplD', `${name} must be a boolean, got ${String(value)}`, 1);
 }
 
 /**

@@ -142,6 +142,9 @@ describe('encodeCompletionDataInto', () => {
     expect(() => encodeCompletionDataInto(out, 0, f, 4096, 0, src, 0, 1, 4096)).toThrow(TlpwireError);
     expect(() => checkCompletionFields({ ...f, tag: 1024 })).toThrow(TlpwireError);
     expect(() => checkCompletionFields({ ...f, completerId: -1 })).toThrow(TlpwireError);
+    for (const k of ['ro', 'ns', 'ido', 'locked'] as const) {
+      expect(() => checkCompletionFields({ ...f, [k]: 1 } as unknown as CompletionFields)).toThrow(new RegExp(`${k} must be a boolean`));
+    }
     expect(() => checkCompletionFields(f)).not.toThrow();
   });
 });
