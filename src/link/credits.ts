@@ -355,6 +355,11 @@ export class RxCredits {
     return this.held[TYPE_INDEX[type]]!;
   }
 
+  /** heldCredits of class index ci's header type (0 PH, 1 NPH, 2 CplH). */
+  heldHeaders(ci: number): number {
+    return this.held[ci * 2]!;
+  }
+
   private pendingField(i: number): number | undefined {
     const s = this.spec[i]!;
     if (s.infinite) return undefined;

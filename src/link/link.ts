@@ -278,6 +278,8 @@ export class Link implements LinkPort {
   /** Inside receive(): urgent credit returns wait for the end of the message, not the turn. */
   private receiving = false;
   private flushAfterReceive = false;
+  /** NP releases (of requests without data) held back while receiving: releaseHeldReads. */
+  private heldReads = 0;
 
   private partnerHello: HelloBody | undefined;
   private tx: TxCredits | undefined;
@@ -577,8 +579,29 @@ export class Link implements LinkPort {
   releaseCredits(cls: TlpClass, dataBytes: number): void {
     const rx = this.rx;
     if (rx === undefined || this.finished) return; // nothing to return credits to
+    if (this.receiving && cls === 'NP' && dataBytes === 0) {
+      // A read answered while we work through a batch (most are): released together when the
+      // batch is done or the next one leaves (releaseHeldReads), not one by one. A release of
+      // more than was received still throws here, at the caller, as RxCredits.release would.
+      if (this.heldReads >= rx.heldHeaders(CLASS_NP)) {
+        throw new TlpwireError('ERR_INTERNAL', `releaseCredits(NP, 0) releases more than was received and not yet released (NPH ${rx.heldHeaders(CLASS_NP) - this.heldReads})`);
+      }
+      this.heldReads++;
+      return;
+    }
     // Completions are infinite at both ends: nothing to tell the partner, no timer to set.
     if (rx.release(cls, dataBytes)) this.creditsFreed(rx);
+  }
+
+  /** Releases the NP credits releaseCredits held back during a received batch. */
+  private releaseHeldReads(): void {
+    const n = this.heldReads;
+    if (n === 0) return;
+    this.heldReads = 0;
+    const rx = this.rx;
+    if (rx === undefined || this.finished) return;
+    rx.releaseClass(CLASS_NP, n, 0);
+    this.creditsFreed(rx);
   }
 
   private creditsFreed(rx: RxCredits): void {
@@ -599,6 +622,7 @@ export class Link implements LinkPort {
   flush(): void {
     if (this.finished) return;
     this.runCopies();
+    this.releaseHeldReads();
     if (this.rx !== undefined && this._state === 'up') {
       const update = this.rx.takeUpdate();
       if (update !== undefined) {
@@ -640,6 +664,7 @@ export class Link implements LinkPort {
       // Uint8Array anyway.
       this.receiveBatch(msg.constructor === Uint8Array ? msg : new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength));
     } finally {
+      this.releaseHeldReads(); // while receiving: an urgent update leaves at the end of the message
       this.receiving = false;
       this.runCopies();
     }
@@ -671,6 +696,7 @@ export class Link implements LinkPort {
     try {
       this.receivePieces(c);
     } finally {
+      this.releaseHeldReads(); // while receiving: an urgent update leaves at the end of the message
       this.receiving = false;
       this.runCopies();
       c.reset(NO_PARTS);

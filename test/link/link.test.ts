@@ -561,3 +561,38 @@ describe('docs/PROTOCOL.md worked example', () => {
     expect([...packControl({ PD: 100 })]).toEqual([...example.subarray(28)]);
   });
 });
+
+describe('NP credits of reads answered during a batch', () => {
+  it('are released together when the batch is done, and a double release still fails at the caller', () => {
+    const p = linkPair();
+    bringUp(p);
+    let calls = 0;
+    const errors: unknown[] = [];
+    p.b.onMemRead = () => {
+      calls++;
+      p.b.releaseCredits('NP', 0);
+      if (calls === 1) {
+        try {
+          p.b.releaseCredits('NP', 0); // one release too many
+        } catch (e) {
+          errors.push(e);
+        }
+      }
+      held.push(p.b.creditsHeld('NPH'));
+      return true;
+    };
+    const held: number[] = [];
+    const before = p.a.creditsAvailable('NPH');
+    // One batch; 32 reads, so that the scaled NPH field (units of 16) moves.
+    for (let tag = 1; tag <= 32; tag++) p.a.sendTlp(mrd(512, tag));
+    p.clock.runUntil(() => calls === 32, 10_000);
+    // Held back: until the batch is done, the reads keep their credits.
+    expect(held).toEqual(Array.from({ length: 32 }, (_, i) => i + 1));
+    expect(errors.length).toBe(1);
+    expect(isTlpwireError(errors[0]) && errors[0].code).toBe('ERR_INTERNAL');
+    expect(p.b.creditsHeld('NPH')).toBe(0);
+    // ... and the partner gets them back.
+    p.clock.runUntil(() => p.a.creditsAvailable('NPH') === before, 10_000);
+    expect(p.a.creditsAvailable('NPH')).toBe(before);
+  });
+});
