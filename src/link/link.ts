@@ -278,8 +278,9 @@ export class Link implements LinkPort {
   /** Inside receive(): urgent credit returns wait for the end of the message, not the turn. */
   private receiving = false;
   private flushAfterReceive = false;
-  /** NP releases (of requests without data) held back while receiving: releaseHeldReads. */
-  private heldReads = 0;
+  /** Credits released while receiving and not yet handed to RxCredits (releaseHeld), by credit type index. */
+  private readonly heldReleases = [0, 0, 0, 0, 0, 0];
+  private releasesHeld = false;
 
   private partnerHello: HelloBody | undefined;
   private tx: TxCredits | undefined;
@@ -579,29 +580,49 @@ export class Link implements LinkPort {
   releaseCredits(cls: TlpClass, dataBytes: number): void {
     const rx = this.rx;
     if (rx === undefined || this.finished) return; // nothing to return credits to
-    if (this.receiving && cls === 'NP' && dataBytes === 0) {
-      // A read answered while we work through a batch (most are): released together when the
-      // batch is done or the next one leaves (releaseHeldReads), not one by one. A release of
-      // more than was received still throws here, at the caller, as RxCredits.release would.
-      if (this.heldReads >= rx.heldHeaders(CLASS_NP)) {
-        throw new TlpwireError('ERR_INTERNAL', `releaseCredits(NP, 0) releases more than was received and not yet released (NPH ${rx.heldHeaders(CLASS_NP) - this.heldReads})`);
+    if (this.receiving && cls !== 'P') {
+      // A request answered, or a completion taken, while we work through a batch (most are):
+      // released together when the batch is done or the next one leaves (releaseHeld), not one
+      // by one. A release of more than was received still throws here, at the caller, as
+      // RxCredits.release would.
+      const h = cls === 'NP' ? 2 : 4;
+      const d = dataBytes > 0 ? dataCreditsFor(dataBytes) : 0;
+      const held = this.heldReleases;
+      if (held[h]! + 1 > rx.heldOf(h) || held[h + 1]! + d > rx.heldOf(h + 1)) {
+        throw new TlpwireError(
+          'ERR_INTERNAL',
+          `releaseCredits(${cls}, ${dataBytes}) releases more than was received and not yet released (${CREDIT_TYPES[h]!} ${rx.heldOf(h) - held[h]!}, ${CREDIT_TYPES[h + 1]!} ${rx.heldOf(h + 1) - held[h + 1]!})`,
+        );
       }
-      this.heldReads++;
+      held[h]!++;
+      held[h + 1]! += d;
+      this.releasesHeld = true;
       return;
     }
     // Completions are infinite at both ends: nothing to tell the partner, no timer to set.
     if (rx.release(cls, dataBytes)) this.creditsFreed(rx);
   }
 
-  /** Releases the NP credits releaseCredits held back during a received batch. */
-  private releaseHeldReads(): void {
-    const n = this.heldReads;
-    if (n === 0) return;
-    this.heldReads = 0;
+  /** Releases the NP and Cpl credits releaseCredits held back during a received batch. */
+  private releaseHeld(): void {
+    if (!this.releasesHeld) return;
+    this.releasesHeld = false;
+    const held = this.heldReleases;
     const rx = this.rx;
-    if (rx === undefined || this.finished) return;
-    rx.releaseClass(CLASS_NP, n, 0);
-    this.creditsFreed(rx);
+    if (rx !== undefined && !this.finished) {
+      let finite = false;
+      if (held[2]! > 0) {
+        rx.releaseClass(CLASS_NP, held[2]!, held[3]!);
+        finite = rx.finiteClass(CLASS_NP);
+      }
+      if (held[4]! > 0) {
+        rx.releaseClass(CLASS_CPL, held[4]!, held[5]!);
+        // Completions are infinite at both ends by default: then this only balances the books.
+        finite ||= rx.finiteClass(CLASS_CPL);
+      }
+      if (finite) this.creditsFreed(rx);
+    }
+    held.fill(0);
   }
 
   private creditsFreed(rx: RxCredits): void {
@@ -622,7 +643,7 @@ export class Link implements LinkPort {
   flush(): void {
     if (this.finished) return;
     this.runCopies();
-    this.releaseHeldReads();
+    this.releaseHeld();
     if (this.rx !== undefined && this._state === 'up') {
       const update = this.rx.takeUpdate();
       if (update !== undefined) {
@@ -664,7 +685,7 @@ export class Link implements LinkPort {
       // Uint8Array anyway.
       this.receiveBatch(msg.constructor === Uint8Array ? msg : new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength));
     } finally {
-      this.releaseHeldReads(); // while receiving: an urgent update leaves at the end of the message
+      this.releaseHeld(); // while receiving: an urgent update leaves at the end of the message
       this.receiving = false;
       this.runCopies();
     }
@@ -696,7 +717,7 @@ export class Link implements LinkPort {
     try {
       this.receivePieces(c);
     } finally {
-      this.releaseHeldReads(); // while receiving: an urgent update leaves at the end of the message
+      this.releaseHeld(); // while receiving: an urgent update leaves at the end of the message
       this.receiving = false;
       this.runCopies();
       c.reset(NO_PARTS);

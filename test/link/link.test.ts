@@ -562,8 +562,8 @@ describe('docs/PROTOCOL.md worked example', () => {
   });
 });
 
-describe('NP credits of reads answered during a batch', () => {
-  it('are released together when the batch is done, and a double release still fails at the caller', () => {
+describe('credits released while a batch is received', () => {
+  it('NP: are released together when the batch is done, and a double release still fails at the caller', () => {
     const p = linkPair();
     bringUp(p);
     let calls = 0;
@@ -594,5 +594,33 @@ describe('NP credits of reads answered during a batch', () => {
     // ... and the partner gets them back.
     p.clock.runUntil(() => p.a.creditsAvailable('NPH') === before, 10_000);
     expect(p.a.creditsAvailable('NPH')).toBe(before);
+  });
+
+  it('Cpl: likewise (they only balance the books: completions are infinite)', () => {
+    const p = linkPair();
+    bringUp(p);
+    let calls = 0;
+    const errors: unknown[] = [];
+    const held: number[] = [];
+    p.b.onCompletionData = (_bytes, v) => {
+      calls++;
+      p.b.releaseCredits('Cpl', v.dataLength);
+      if (calls === 1) {
+        try {
+          p.b.releaseCredits('Cpl', v.dataLength);
+        } catch (e) {
+          errors.push(e);
+        }
+      }
+      held.push(p.b.creditsHeld('CplH'));
+      return true;
+    };
+    for (let tag = 1; tag <= 8; tag++) p.a.sendTlp(cpld(256, tag));
+    p.clock.runUntil(() => calls === 8, 10_000);
+    expect(held).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(errors.length).toBe(1);
+    expect(isTlpwireError(errors[0]) && errors[0].code).toBe('ERR_INTERNAL');
+    expect(p.b.creditsHeld('CplH')).toBe(0);
+    expect(p.b.creditsHeld('CplD')).toBe(0);
   });
 });
