@@ -866,6 +866,8 @@ export class Link implements LinkPort {
     // A posted TLP may write memory that completions waiting for their data copy read from.
     if (ci === CLASS_P) this.runCopies();
     if (ci === CLASS_P && this.onMemWriteRun !== undefined && dataBytes <= this.maxPayloadSize) {
+      // The next write of a run (most are) is recognised from its header words alone.
+      if (this.run.extend(msg, body, len)) return;
       const v = this.runView;
       if (parseMemWrite(msg, body, len, v)) {
         if (this.run.add(msg, body, len, v)) return;

@@ -289,6 +289,8 @@ export class MemWriteRun {
     const dw0 = (getU32(bytes, offset) & ~DW0.LENGTH_MASK) >>> 0;
     const dw1 = (getU32(bytes, offset + 4) & ~0xff) >>> 0;
     const address = v.addressHi * FOUR_GIB + v.addressLo;
+    // Addresses are numbers: a run stays where they are exact (below 2^53).
+    if (address + v.dataLength > Number.MAX_SAFE_INTEGER) return false;
     const n = this.count;
     if (n === 0) {
       this.bytes = bytes;
@@ -314,6 +316,39 @@ export class MemWriteRun {
     this.dataOffsets[n] = v.dataOffset;
     this.dataLengths[n] = v.dataLength;
     this.length += v.dataLength;
+    this.count = n + 1;
+    return true;
+  }
+
+  /**
+   * add() for the next TLP of a non-empty run, straight from its bytes: true, having added it,
+   * exactly when parseMemWrite would accept it and add() would then add it (the same header words
+   * but Length, every byte enabled, the next address, the same buffer, no 4 KB crossing); false,
+   * having changed nothing, otherwise. It reads four header words instead of every field.
+   */
+  extend(bytes: Uint8Array, offset: number, length: number): boolean {
+    const n = this.count;
+    if (n === 0 || n === MEM_WRITE_RUN_MAX || bytes !== this.bytes || length < TLP_SIZE.HEADER_3DW) return false;
+    const w0 = getU32(bytes, offset);
+    // Fmt/Type, TC, attributes, TD (clear), EP (clear), AT: all in DW0 but Length.
+    if (((w0 & ~DW0.LENGTH_MASK) >>> 0) !== this.dw0) return false;
+    const lengthDw = w0 & DW0.LENGTH_MASK || TLP_SIZE.LENGTH_FIELD_ZERO_DW;
+    const hdr = this.wide ? TLP_SIZE.HEADER_4DW : TLP_SIZE.HEADER_3DW;
+    if (length !== hdr + lengthDw * 4) return false;
+    const w1 = getU32(bytes, offset + 4);
+    if (((w1 & ~0xff) >>> 0) !== this.dw1) return false;
+    if ((w1 & 0xff) !== (lengthDw === 1 ? 0x0f : 0xff)) return false;
+    const address = this.address + this.length;
+    if (address + lengthDw * 4 > Number.MAX_SAFE_INTEGER) return false;
+    const last = getU32(bytes, offset + hdr - 4);
+    if ((last & ADDRESS.PH_MASK) !== this.ph || ((last & ADDRESS.DW_ALIGN_MASK) >>> 0) !== address % FOUR_GIB) return false;
+    if (this.wide ? getU32(bytes, offset + 8) !== Math.floor(address / FOUR_GIB) : address >= FOUR_GIB) return false;
+    if ((address & ADDRESS.PAGE_OFFSET_MASK) + lengthDw * 4 > PCIE_LIMITS.PAGE_4K) return false;
+    this.bodyOffsets[n] = offset;
+    this.bodyLengths[n] = length;
+    this.dataOffsets[n] = offset + hdr;
+    this.dataLengths[n] = lengthDw * 4;
+    this.length += lengthDw * 4;
     this.count = n + 1;
     return true;
   }
