@@ -94,18 +94,29 @@ export const CLASSES: readonly TlpClass[] = ['P', 'NP', 'Cpl'];
 /** Class index (0 P, 1 NP, 2 Cpl) of the TLP in `bytes`, -1 when rawTlpCredits says undefined. The link's per-TLP form: no allocation. */
 export function rawTlpClassIndex(bytes: Uint8Array, offset: number, length: number): number {
   if (length < 4) return -1;
-  const info = kindInfoOfByte0(bytes[offset] as number);
-  if (info === undefined) return -1;
-  return info.family === 'cpl' ? 2 : info.family === 'msg' || (info.family === 'mem' && info.hasData) ? 0 : 1;
+  return CLASS_OF_BYTE0[bytes[offset] as number]!;
 }
 
 /** Payload bytes that rawTlpCredits counts (call only where rawTlpClassIndex ≥ 0). */
 export function rawTlpDataBytes(bytes: Uint8Array, offset: number, length: number): number {
-  const info = kindInfoOfByte0(bytes[offset] as number);
-  if (info === undefined || !info.hasData) return 0;
+  const hdr = DATA_HEADER_OF_BYTE0[bytes[offset] as number]!;
+  if (hdr === 0) return 0;
   const td = ((bytes[offset + 2] as number) & 0x80) !== 0;
-  const dataBytes = length - (info.fourDw ? 16 : 12) - (td ? 4 : 0);
+  const dataBytes = length - hdr - (td ? 4 : 0);
   return dataBytes > 0 ? dataBytes : 0;
+}
+
+/**
+ * Per value of byte 0 (Fmt/Type): the class index (-1 for no kind tlpwire carries), and the
+ * header size of a kind with data (0 for one without). Tables made from kindInfoOfByte0 once,
+ * because the link looks them up for every TLP it sends and receives.
+ */
+const CLASS_OF_BYTE0 = new Int8Array(256);
+const DATA_HEADER_OF_BYTE0 = new Uint8Array(256);
+for (let b = 0; b < 256; b++) {
+  const info = kindInfoOfByte0(b);
+  CLASS_OF_BYTE0[b] = info === undefined ? -1 : info.family === 'cpl' ? 2 : info.family === 'msg' || (info.family === 'mem' && info.hasData) ? 0 : 1;
+  DATA_HEADER_OF_BYTE0[b] = info === undefined || !info.hasData ? 0 : info.fourDw ? 16 : 12;
 }
 
 /** Checks an advertisement's shape and ranges; returns a problem description or undefined. */

@@ -12,8 +12,8 @@ import {
   type CreditAdvertisement,
   type ScaleFactor,
 } from '../../src/link/index.js';
-import { encodeTlp, type TlpClass } from '../../src/tlp/index.js';
-import { arbTlp } from '../tlp/arbitraries.js';
+import { encodeTlp, type Tlp, type TlpClass } from '../../src/tlp/index.js';
+import { ALL_KINDS, arbTlp, arbTlpOfKind } from '../tlp/arbitraries.js';
 
 describe('credit arithmetic', () => {
   it('counter widths and maxima follow §3.4.2 (8/12 bits, +2 at scale 4, +4 at scale 16)', () => {
@@ -65,7 +65,28 @@ describe('credit arithmetic', () => {
       { numRuns: 500 },
     );
   });
+
+  it('bytes whose Fmt/Type is no kind tlpwire carries have no credits, and so do fewer than 4 bytes', () => {
+    for (let b0 = 0; b0 < 256; b0++) {
+      const known = decodesAsSomeKind(b0);
+      const bytes = Uint8Array.of(b0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+      expect(rawTlpCredits(bytes, 0, bytes.length) !== undefined, `byte 0 = 0x${b0.toString(16)}`).toBe(known);
+      expect(rawTlpCredits(bytes, 0, 3)).toBeUndefined();
+    }
+  });
 });
+
+/** Whether some TLP kind encodes to this byte 0 (Fmt/Type), as encodeTlp produces it. */
+function decodesAsSomeKind(b0: number): boolean {
+  const seen = (BYTE0_OF_KINDS ??= new Set(sampleOfEveryKind().map((t) => encodeTlp(t)[0]!)));
+  return seen.has(b0);
+}
+let BYTE0_OF_KINDS: Set<number> | undefined;
+
+/** Many TLPs of every kind (all routings of the messages among them), from a fixed seed. */
+function sampleOfEveryKind(): Tlp[] {
+  return ALL_KINDS.flatMap((k) => fc.sample(arbTlpOfKind(k), { numRuns: 300, seed: 7 }));
+}
 
 /**
  * A transmitter and a receiver joined by two FIFO channels, driven by random steps, checked
