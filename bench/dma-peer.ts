@@ -43,11 +43,16 @@ async function main(): Promise<void> {
   const pattern = patternChunk(0);
   const buf = pattern.slice();
 
+  // Writes go from buffers of the peer's own, as a DMA engine's do (zeroCopy: each stays unchanged
+  // until its write's promise settles): one more than are in flight, so the one being stamped is
+  // never being sent.
+  const writeBuffers = Array.from({ length: WRITES_IN_FLIGHT + 1 }, () => pattern.slice());
   const writePass = async (): Promise<void> => {
     const pending: Promise<void>[] = [];
     for (let i = 0; i < chunks; i++) {
-      stampChunk(buf, i); // memWrite copies on the call, so buf is free again at once
-      pending.push(Promise.resolve(dma.write(BASE + i * CHUNK, buf)));
+      const b = writeBuffers[i % writeBuffers.length]!;
+      stampChunk(b, i);
+      pending.push(Promise.resolve(dma.write(BASE + i * CHUNK, b, { zeroCopy: true })));
       if (pending.length >= WRITES_IN_FLIGHT) await pending.shift();
     }
     await Promise.all(pending);

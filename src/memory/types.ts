@@ -53,6 +53,11 @@ export const DEVICE_BARRIER_KINDS: readonly DeviceBarrierKind[] = ['rmb', 'wmb',
 export interface DmaWriteOptions {
   /** Set the Relaxed Ordering attribute: the fabric may let this write pass earlier posted writes. */
   relaxedOrdering?: boolean;
+  /**
+   * Permission not to copy `data` (a DMA engine's buffer): the caller leaves it unchanged until
+   * the promise `write` returns settles. A port may copy anyway (one that returns no promise must).
+   */
+  zeroCopy?: boolean;
 }
 
 /**

@@ -149,7 +149,10 @@ export class Endpoint {
       },
       write: (address, data, o?: DmaWriteOptions) => {
         try {
-          return this.requesterOf(stackOrThrow(), fnNumber).memWrite(address, data, o?.relaxedOrdering === true ? { ro: true } : {});
+          return this.requesterOf(stackOrThrow(), fnNumber).memWrite(address, data, {
+            ...(o?.relaxedOrdering === true ? { ro: true } : {}),
+            ...(o?.zeroCopy === true ? { zeroCopy: true } : {}),
+          });
         } catch (e) {
           return Promise.reject(e);
         }

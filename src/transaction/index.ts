@@ -41,6 +41,7 @@ export {
   type RequesterConfig,
   type RequestAttributes,
   type ReadOptions,
+  type WriteOptions,
   type ConfigRequestOptions,
   type MessageRequest,
   type CompletionErrorKind,

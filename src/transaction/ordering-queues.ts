@@ -56,6 +56,11 @@ export interface MemWriteJob {
   onSent?: () => void;
   /** Called if the TLPs not yet sent are discarded (clear(), link down). */
   onDropped?: (error: TlpwireError) => void;
+  /**
+   * The caller leaves `data` unchanged until onSent or onDropped (a DMA engine's buffer): what
+   * must wait is sent from it later instead of from a copy taken now.
+   */
+  borrowed?: boolean;
 }
 
 export type OrderingMode = 'in-order' | 'adversarial';
@@ -321,10 +326,15 @@ export class OrderingQueues {
     e.tlp = undefined;
     e.job = job;
     const rest = job.length - (a - job.address);
-    const staged = this.staging.take(rest);
-    e.jobStaged = staged !== undefined;
-    if (staged !== undefined) staged.set(a === job.address ? job.data : job.data.subarray(a - job.address, job.length));
-    e.jobData = staged ?? job.data.slice(a - job.address, job.length);
+    if (job.borrowed === true) {
+      e.jobStaged = false;
+      e.jobData = a === job.address ? job.data : job.data.subarray(a - job.address, job.length);
+    } else {
+      const staged = this.staging.take(rest);
+      e.jobStaged = staged !== undefined;
+      if (staged !== undefined) staged.set(a === job.address ? job.data : job.data.subarray(a - job.address, job.length));
+      e.jobData = staged ?? job.data.slice(a - job.address, job.length);
+    }
     e.jobBase = a;
     e.jobNext = a;
     e.jobEnd = end;

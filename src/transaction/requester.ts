@@ -106,6 +106,15 @@ export interface RequestAttributes {
   ph?: number;
 }
 
+export interface WriteOptions extends RequestAttributes {
+  /**
+   * Do not copy `data`: the caller leaves it unchanged until the write's promise settles (a DMA
+   * engine's buffer), and TLPs that must wait for credits are sent from it then. Without it the
+   * data is copied on the call, as a CPU store captures its value.
+   */
+  zeroCopy?: boolean;
+}
+
 export interface ReadOptions extends RequestAttributes {
   /** MRdLk instead of MRd. */
   locked?: boolean;
@@ -346,9 +355,9 @@ export class Requester {
    * Writes `data` at `address` as MPS-sized posted writes. Resolves when every TLP has been
    * handed to the link (posted writes have no completion), so a caller that awaits each write
    * is held back by link credits: memory stays bounded however much it writes. The data is
-   * copied on the call, as a CPU store captures its value.
+   * copied on the call, as a CPU store captures its value (unless options.zeroCopy).
    */
-  memWrite(address: number, data: Uint8Array, options: RequestAttributes = {}): Promise<void> {
+  memWrite(address: number, data: Uint8Array, options: WriteOptions = {}): Promise<void> {
     const bad = checkRange(address, data.length);
     if (bad !== undefined) return Promise.reject(bad);
     this.counters.add('req.memWrite');
@@ -373,6 +382,7 @@ export class Requester {
           mps: this.mps,
           onSent: () => resolve(),
           onDropped: reject,
+          borrowed: options.zeroCopy === true,
         };
         try {
           if (!enqueueMemWrite.call(this.output, job)) this.writeTlps(address, data, options, resolve, reject);

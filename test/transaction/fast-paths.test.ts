@@ -161,6 +161,26 @@ describe('DMA fast paths over a real link', () => {
     expect(s.epLink.counters.get('stalls.credits')).toBeGreaterThan(0);
   });
 
+  it('zeroCopy writes that wait for credits are sent from the caller\'s buffer, not a copy', async () => {
+    const s = await setup({ rcCredits: { PH: 16, PD: 256 }, rcScales: { PH: 1, PD: 1 } });
+    const a = patterned(65536, 3);
+    const buf = a.slice();
+    const w = s.ep.requester.memWrite(RAM_BASE, buf, { zeroCopy: true });
+    expect(s.ep.queues.length('P')).toBeGreaterThan(0);
+    // What has not been sent yet goes from buf as it is when it is sent: the second half changes.
+    buf.fill(0xcd, 32768);
+    await s.settle(w);
+    const got = await s.settle(s.ep.requester.memRead(RAM_BASE, 65536));
+    expect(got.subarray(0, 4096)).toEqual(a.subarray(0, 4096)); // sent at once, before the change
+    expect(got.subarray(32768).every((x) => x === 0xcd)).toBe(true);
+    // Without zeroCopy the same write keeps the bytes of the call (the test above).
+    const buf2 = a.slice();
+    const w2 = s.ep.requester.memWrite(RAM_BASE, buf2);
+    buf2.fill(0xcd);
+    await s.settle(w2);
+    expect(await s.settle(s.ep.requester.memRead(RAM_BASE, 65536))).toEqual(a);
+  });
+
   it('completions fall back to queued TLPs when the transport is congested, and reads still complete', async () => {
     const s = await setup({ highWaterBytes: 2048, latencyNs: 20_000 });
     const data = patterned(256 * 1024, 5);
