@@ -35,6 +35,7 @@ import {
   parseMemRead,
   parseMemWrite,
   type CompletionFields,
+  type CompletionParts,
   type MemReadFields,
   type MemWriteFields,
   type Tlp,
@@ -533,35 +534,40 @@ export class Link implements LinkPort {
   }
 
   /**
-   * Sends a read's CplD/CplDLk straight from `src` (src/tlp encodeCompletionDataInto) when
-   * hasCredits would say yes; otherwise returns false having sent and counted nothing.
+   * Sends the CplD/CplDLk parts of one read straight from `src` (src/tlp
+   * encodeCompletionHeaderInto, the payloads joining the deferred copies), in order, while
+   * hasCredits would say yes; returns how many went (0: none, nothing counted). Throws
+   * ERR_INTERNAL, having sent nothing, when a part's bytes are not in `src`.
    */
-  sendCompletionData(
-    f: CompletionFields,
-    byteCount: number,
-    lowerAddress: number,
-    src: Uint8Array,
-    srcOffset: number,
-    lead: number,
-    bytes: number,
-  ): boolean {
+  sendCompletionData(f: CompletionFields, src: Uint8Array, parts: CompletionParts): number {
     const tx = this.tx;
-    const payload = (lead + bytes + 3) & ~3;
-    if (this._state !== 'up' || tx === undefined || this.congested || !tx.canSendClass(CLASS_CPL, payload)) return false;
-    if (!(srcOffset >= 0 && srcOffset + bytes <= src.length)) {
-      throw new TlpwireError('ERR_INTERNAL', `sendCompletionData: source range ${srcOffset}+${bytes} is outside its ${src.length}-byte buffer`);
+    if (this._state !== 'up' || tx === undefined) return 0;
+    const n = parts.count;
+    for (let i = 0; i < n; i++) {
+      const o = parts.srcOffset[i]!;
+      if (!(o >= 0 && o + parts.bytes[i]! <= src.length)) {
+        throw new TlpwireError('ERR_INTERNAL', `sendCompletionData: source range ${o}+${parts.bytes[i]!} is outside its ${src.length}-byte buffer`);
+      }
     }
-    const size = 12 + payload;
-    if (this.writer.length + ITEM_HEADER_BYTES + size > this.batchBytes) this.flush();
-    const offset = this.writer.reserveItem(size);
-    const n = encodeCompletionHeaderInto(this.writer.buffer, offset, f, byteCount, lowerAddress, lead, bytes);
-    this.copies.add(this.writer.buffer, offset + 12 + lead, src, srcOffset, bytes);
+    let i = 0;
+    for (; i < n && !this.congested; i++) {
+      const lead = parts.lead[i]!;
+      const bytes = parts.bytes[i]!;
+      const payload = (lead + bytes + 3) & ~3;
+      if (!tx.canSendClass(CLASS_CPL, payload)) break;
+      const size = 12 + payload;
+      if (this.writer.length + ITEM_HEADER_BYTES + size > this.batchBytes) this.flush();
+      const offset = this.writer.reserveItem(size);
+      const len = encodeCompletionHeaderInto(this.writer.buffer, offset, f, parts.byteCount[i]!, parts.lowerAddress[i]!, lead, bytes);
+      this.copies.add(this.writer.buffer, offset + 12 + lead, src, parts.srcOffset[i]!, bytes);
+      tx.consumeClass(CLASS_CPL, payload);
+      this.writer.commitItem(ITEM.TLP, len);
+    }
+    if (i === 0) return 0;
     if (!this.receiving) this.runCopies();
-    tx.consumeClass(CLASS_CPL, payload);
-    this.writer.commitItem(ITEM.TLP, n);
-    (f.locked ? this.sent.CplDLk : this.sent.CplD).add();
+    (f.locked ? this.sent.CplDLk : this.sent.CplD).add(i);
     this.scheduleFlush();
-    return true;
+    return i;
   }
 
   /** The deferred copies, now; one that cannot be done is counted and logged (the others are done). */

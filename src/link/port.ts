@@ -1,4 +1,4 @@
-import type { CompletionFields, CompletionView, MemReadFields, MemReadView, MemWriteFields, MemWriteRun, MemWriteView, Tlp, TlpClass } from '../tlp/index.js';
+import type { CompletionFields, CompletionParts, CompletionView, MemReadFields, MemReadView, MemWriteFields, MemWriteRun, MemWriteView, Tlp, TlpClass } from '../tlp/index.js';
 
 export type LinkState = 'down' | 'training' | 'up';
 
@@ -45,20 +45,12 @@ export interface LinkPort {
   /**
    * Optional DMA fast paths (src/tlp/fast.ts), straight from a buffer without TLP objects.
    * sendMemWrites sends the MWr TLPs of a whole-DW write (one per aligned `mps` block) while
-   * credits allow and returns the bytes sent (0: none could go). sendCompletionData sends one
-   * CplD and returns false, having sent and counted nothing, when hasCredits would say no; the
-   * caller then falls back to sendTlp's way.
+   * credits allow and returns the bytes sent (0: none could go). sendCompletionData sends the
+   * CplD parts of one read from `src`, in order, while hasCredits would say yes, and returns how
+   * many went (0: none, nothing counted); the caller then sends the rest sendTlp's way.
    */
   sendMemWrites?(f: MemWriteFields, address: number, src: Uint8Array, srcOffset: number, length: number, mps: number): number;
-  sendCompletionData?(
-    f: CompletionFields,
-    byteCount: number,
-    lowerAddress: number,
-    src: Uint8Array,
-    srcOffset: number,
-    lead: number,
-    bytes: number,
-  ): boolean;
+  sendCompletionData?(f: CompletionFields, src: Uint8Array, parts: CompletionParts): number;
   /**
    * Optional: copies src[srcOffset, srcOffset + length) to dst[dstOffset…] before the received
    * batch being worked through is done (at once outside one), together with other such copies.

@@ -477,6 +477,40 @@ export interface CompletionFields {
   locked: boolean;
 }
 
+/**
+ * Most parts one read's completions come in: a 4096-byte read (the largest MRRS) at RCB 64 that
+ * starts inside an RCB block is 65.
+ */
+export const COMPLETION_PARTS_MAX = 65;
+
+/**
+ * One memory read's successful completions, as the completer splits them (§2.3.1.1), for a link
+ * to send in one call: part i is a CplD carrying bytes[i] bytes of the source from srcOffset[i],
+ * placed lead[i] bytes into its first DW, with Byte Count byteCount[i] and Lower Address
+ * lowerAddress[i]. Reused from read to read.
+ */
+export class CompletionParts {
+  count = 0;
+  readonly byteCount = new Int32Array(COMPLETION_PARTS_MAX);
+  readonly lowerAddress = new Int32Array(COMPLETION_PARTS_MAX);
+  readonly srcOffset = new Int32Array(COMPLETION_PARTS_MAX);
+  readonly lead = new Int32Array(COMPLETION_PARTS_MAX);
+  readonly bytes = new Int32Array(COMPLETION_PARTS_MAX);
+
+  /** Appends a part; false (nothing appended) when all COMPLETION_PARTS_MAX are taken. */
+  push(byteCount: number, lowerAddress: number, srcOffset: number, lead: number, bytes: number): boolean {
+    const k = this.count;
+    if (k === COMPLETION_PARTS_MAX) return false;
+    this.byteCount[k] = byteCount;
+    this.lowerAddress[k] = lowerAddress;
+    this.srcOffset[k] = srcOffset;
+    this.lead[k] = lead;
+    this.bytes[k] = bytes;
+    this.count = k + 1;
+    return true;
+  }
+}
+
 /** Throws the ERR_TLP_FIELD that completionTlp would throw for these fields. */
 export function checkCompletionFields(f: CompletionFields): void {
   if (!isU(f.completerId, 0xffff)) throw fieldError('CplD', `completerId must be an integer 0..65535, got ${String(f.completerId)}`, 4);

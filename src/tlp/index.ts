@@ -14,6 +14,8 @@ export {
   BYTE0_MWR,
   BYTE0_MWR64,
   CompletionView,
+  CompletionParts,
+  COMPLETION_PARTS_MAX,
   MemReadView,
   MemWriteView,
   MemWriteRun,

@@ -11,6 +11,7 @@
  */
 import { Counters, errorMessage, silentLogger, type Logger, type Rng } from '../core/index.js';
 import {
+  CompletionParts,
   checkCompletionFields,
   decodeTlp,
   joinAddress,
@@ -143,16 +144,8 @@ export interface CompleterOptions {
 /** Where completions go (the ordering queues). */
 export interface CompletionOutput {
   enqueue(tlp: Tlp, options?: EnqueueOptions): void;
-  /** Optional fast path (OrderingQueues.sendCompletionData): false when the completion must be enqueued instead. */
-  sendCompletionData?(
-    f: CompletionFields,
-    byteCount: number,
-    lowerAddress: number,
-    src: Uint8Array,
-    srcOffset: number,
-    lead: number,
-    bytes: number,
-  ): boolean;
+  /** Optional fast path (OrderingQueues.sendCompletionData): how many of a read's completions went; the rest must be enqueued. */
+  sendCompletionData?(f: CompletionFields, src: Uint8Array, parts: CompletionParts): number;
 }
 
 export class Completer {
@@ -168,6 +161,7 @@ export class Completer {
   private readonly ido: boolean;
   /** Where a read's bytes are (CompleterTarget.readSpan), reused: one read at a time. */
   private readonly span: ByteSpan = { bytes: new Uint8Array(0), offset: 0 };
+  private readonly parts = new CompletionParts();
   /** Fields of the read being completed by the fast path (reused: one read at a time). */
   private readonly cplFields: CompletionFields = {
     completerId: 0,
@@ -568,32 +562,37 @@ export class Completer {
       return false;
     }
     const end = start + total;
+    const parts = this.parts;
+    parts.count = 0;
     for (let s = start; s < end; ) {
       const e = completionPartEnd(s, end, rcb, mps);
-      if (!send.call(this.output, f, end - s, lowerAddressOf(s), src, base + s - start, lowBits(s, 4), e - s)) {
-        if (s === start) return false;
-        // The link stopped taking them (credits, congestion): the rest wait in the queues as TLPs.
-        const o: CompletionOptions = {
-          completerId,
-          requesterId: f.requesterId,
-          tag: f.tag,
-          tc: f.tc,
-          ro: f.ro,
-          ns: f.ns,
-          ido: f.ido,
-          status: 'SC',
-          byteCount: 0,
-          lowerAddress: 0,
-        };
-        const rest = borrowed
-          ? dataCompletions(o, src.slice(base + s - start, base + total), s, s, end, rcb, mps)
-          : dataCompletions(o, base === 0 ? src : src.subarray(base, base + total), start, s, end, rcb, mps);
-        const last = rest.length - 1;
-        const lastOpts: EnqueueOptions = { onSent: release, validated: true };
-        for (let i = 0; i <= last; i++) this.output.enqueue(rest[i]!, i === last ? lastOpts : PART);
-        return true;
-      }
+      if (!parts.push(end - s, lowerAddressOf(s), base + s - start, lowBits(s, 4), e - s)) return false;
       s = e;
+    }
+    const sent = send.call(this.output, f, src, parts);
+    if (sent === 0) return false;
+    if (sent < parts.count) {
+      const s = start + parts.srcOffset[sent]! - base;
+      // The link stopped taking them (credits, congestion): the rest wait in the queues as TLPs.
+      const o: CompletionOptions = {
+        completerId,
+        requesterId: f.requesterId,
+        tag: f.tag,
+        tc: f.tc,
+        ro: f.ro,
+        ns: f.ns,
+        ido: f.ido,
+        status: 'SC',
+        byteCount: 0,
+        lowerAddress: 0,
+      };
+      const rest = borrowed
+        ? dataCompletions(o, src.slice(base + s - start, base + total), s, s, end, rcb, mps)
+        : dataCompletions(o, base === 0 ? src : src.subarray(base, base + total), start, s, end, rcb, mps);
+      const last = rest.length - 1;
+      const lastOpts: EnqueueOptions = { onSent: release, validated: true };
+      for (let i = 0; i <= last; i++) this.output.enqueue(rest[i]!, i === last ? lastOpts : PART);
+      return true;
     }
     release();
     return true;

@@ -19,7 +19,7 @@
  */
 import { FixedQueue, TlpwireError, type Clock, type Rng, type TimerHandle } from '../core/index.js';
 import type { LinkPort } from '../link/index.js';
-import { checkMemWriteFields, tlpClass, type CompletionFields, type MemReadFields, type MemWriteFields, type Tlp, type TlpClass } from '../tlp/index.js';
+import { checkMemWriteFields, tlpClass, type CompletionFields, type CompletionParts, type MemReadFields, type MemWriteFields, type Tlp, type TlpClass } from '../tlp/index.js';
 import { orderingTraitsInto, postedWriteTraitsInto, type OrderingHints, type OrderingTraits } from './ordering-rules.js';
 import { pieceCount, pieceEnd } from './split.js';
 import { StagingRing } from './staging.js';
@@ -369,23 +369,16 @@ export class OrderingQueues {
   }
 
   /**
-   * Sends one completion of a memory read straight from `src` (LinkPort.sendCompletionData) if
-   * nothing waits in the queues (so it passes nothing) and the link takes it; false otherwise,
-   * having done nothing: the caller then enqueues the completion as a TLP.
+   * Sends the completions of a memory read straight from `src` (LinkPort.sendCompletionData) if
+   * nothing waits in the queues (so they pass nothing), as many as the link takes; returns how
+   * many went (0: none, nothing done): the caller enqueues the rest as TLPs.
    */
-  sendCompletionData(
-    f: CompletionFields,
-    byteCount: number,
-    lowerAddress: number,
-    src: Uint8Array,
-    srcOffset: number,
-    lead: number,
-    bytes: number,
-  ): boolean {
+  sendCompletionData(f: CompletionFields, src: Uint8Array, parts: CompletionParts): number {
     const send = this.sink.sendCompletionData;
-    if (!this.directNow || send === undefined || !send.call(this.sink, f, byteCount, lowerAddress, src, srcOffset, lead, bytes)) return false;
-    this.sentDirect(1);
-    return true;
+    if (!this.directNow || send === undefined) return 0;
+    const sent = send.call(this.sink, f, src, parts);
+    if (sent > 0) this.sentDirect(sent);
+    return sent;
   }
 
   /** Adds `n` waiting TLPs of entry `e` to the counts (negative to remove). */
