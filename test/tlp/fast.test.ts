@@ -2,6 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { TlpwireError } from '../../src/core/index.js';
 import {
+  COMPLETION_PARTS_MAX,
+  CompletionParts,
   CompletionView,
   MemReadView,
   MemWriteRun,
@@ -447,3 +449,23 @@ function runState(r: MemWriteRun): unknown {
     dataLengths: [...r.dataLengths.subarray(0, n)],
   };
 }
+
+describe('CompletionParts', () => {
+  it('holds the most parts a read can need (4096 bytes at RCB 64, starting inside an RCB block), and refuses more', () => {
+    const p = new CompletionParts();
+    // 4032 bytes from 0x1020: 32 to the first RCB boundary, then 62 blocks of 64, then 32.
+    let s = 0x1020;
+    const end = 0x1020 + 4032;
+    while (s < end) {
+      const e = Math.min(end, (s & ~63) + 64);
+      expect(p.push(end - s, s & 0x7f, s - 0x1020, s & 3, e - s)).toBe(true);
+      s = e;
+    }
+    expect(p.count).toBe(64);
+    expect(p.push(1, 0, 0, 0, 1)).toBe(true);
+    expect(p.count).toBe(COMPLETION_PARTS_MAX);
+    expect(p.push(1, 0, 0, 0, 1)).toBe(false);
+    expect(p.count).toBe(COMPLETION_PARTS_MAX);
+    expect([...p.bytes.subarray(0, 3)]).toEqual([32, 64, 64]);
+  });
+});
