@@ -232,6 +232,8 @@ export class Link implements LinkPort {
   onMemWriteRun: ((run: MemWriteRun) => boolean) | undefined = undefined;
   /** Fast receive path for MRd/MRd64 (LinkPort), as onMemWrite is for writes. */
   onMemRead: ((bytes: Uint8Array, v: MemReadView) => boolean) | undefined = undefined;
+  /** Called when a received message is done with (LinkPort.onReceiveEnd). */
+  onReceiveEnd: () => void = () => {};
   private readonly memReadView = new MemReadView();
   /**
    * Payload copies done together, many to a call: those of the MWr we send (sendMemWrites runs
@@ -415,7 +417,11 @@ export class Link implements LinkPort {
     return this.tx?.available(type) ?? 0;
   }
 
-  /** Credits we have received for a type and the consumer has not released yet. */
+  /**
+   * Credits we have received for a type and the consumer has not released yet. While a batch is
+   * being received, NP and Cpl releases are applied only at its end (or when the next batch
+   * leaves), so they count as held until then.
+   */
   creditsHeld(type: CreditType): number {
     return this.rx?.heldCredits(type) ?? 0;
   }
@@ -609,26 +615,38 @@ export class Link implements LinkPort {
     if (rx.release(cls, dataBytes)) this.creditsFreed(rx);
   }
 
-  /** Releases the NP and Cpl credits releaseCredits held back during a received batch. */
+  /**
+   * Releases the NP and Cpl credits releaseCredits held back during a received batch. Never
+   * throws: it runs in receive's cleanup, which must go on (releaseCredits already refused any
+   * release of more than was received, so RxCredits cannot refuse these).
+   */
   private releaseHeld(): void {
     if (!this.releasesHeld) return;
     this.releasesHeld = false;
     const held = this.heldReleases;
+    const npH = held[2]!;
+    const npD = held[3]!;
+    const cplH = held[4]!;
+    const cplD = held[5]!;
+    held.fill(0);
     const rx = this.rx;
-    if (rx !== undefined && !this.finished) {
+    if (rx === undefined || this.finished) return;
+    try {
       let finite = false;
-      if (held[2]! > 0) {
-        rx.releaseClass(CLASS_NP, held[2]!, held[3]!);
+      if (npH > 0) {
+        rx.releaseClass(CLASS_NP, npH, npD);
         finite = rx.finiteClass(CLASS_NP);
       }
-      if (held[4]! > 0) {
-        rx.releaseClass(CLASS_CPL, held[4]!, held[5]!);
+      if (cplH > 0) {
+        rx.releaseClass(CLASS_CPL, cplH, cplD);
         // Completions are infinite at both ends by default: then this only balances the books.
         finite ||= rx.finiteClass(CLASS_CPL);
       }
       if (finite) this.creditsFreed(rx);
+    } catch (e) {
+      this.counters.add('errors.internal');
+      this.log.error({ err: errorMessage(e) }, 'releasing held-back credits failed');
     }
-    held.fill(0);
   }
 
   private creditsFreed(rx: RxCredits): void {
@@ -700,6 +718,14 @@ export class Link implements LinkPort {
 
   /** Urgent credit returns leave at the end of the message that freed them, not the turn. */
   private afterReceive(): void {
+    if (!this.finished) {
+      try {
+        this.onReceiveEnd();
+      } catch (e) {
+        this.counters.add('errors.consumer');
+        this.log.error({ err: errorMessage(e) }, 'onReceiveEnd threw');
+      }
+    }
     if (!this.flushAfterReceive) return;
     this.flushAfterReceive = false;
     this.flush();

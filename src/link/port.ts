@@ -75,6 +75,13 @@ export interface LinkPort {
   onMemWriteRun?: ((run: MemWriteRun) => boolean) | undefined;
   /** Optional fast receive path for MRd/MRd64, as onMemWrite (the view is valid during the call). */
   onMemRead?: ((bytes: Uint8Array, v: MemReadView) => boolean) | undefined;
+  /**
+   * Optional, set by the owner: called once the link is done with a received message (its TLPs
+   * handled, their deferred copies done), before anything is sent early. Work that the message's
+   * TLPs made due can be done here together instead of TLP by TLP (the requester issues the
+   * requests its freed tags allow, in one loop).
+   */
+  onReceiveEnd?: () => void;
   releaseCredits(cls: TlpClass, dataBytes: number): void;
   onTlp: (tlp: Tlp) => void;
   onCreditsAvailable: () => void;

@@ -49,7 +49,8 @@ export abstract class SocketTransportBase implements Transport {
   abstract close(reason?: string): void;
 
   protected deliverMessage(data: Uint8Array): void {
-    if (this.pending !== undefined) this.pending.push({ message: this.reusesReceiveMemory ? data.slice() : data });
+    // (Uint8Array's slice: a Buffer's own slice() would be a view.)
+    if (this.pending !== undefined) this.pending.push({ message: this.reusesReceiveMemory ? Uint8Array.prototype.slice.call(data) : data });
     else this.handler!(data);
   }
 

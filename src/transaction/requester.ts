@@ -159,6 +159,12 @@ export interface RequesterOptions {
    * at once.
    */
   copyLater?: (dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number) => void;
+  /**
+   * handleCompletionData leaves the requests that the tags it frees allow to issueDeferred(),
+   * which the owner calls once the received batch is done (the link's onReceiveEnd): one issue
+   * loop per batch instead of one per completed request.
+   */
+  deferIssue?: boolean;
 }
 
 export interface RequesterStats {
@@ -244,6 +250,9 @@ export class Requester {
   private requesterId: number;
   private mps: number;
   private issuing = false;
+  private readonly deferIssue: boolean;
+  /** handleCompletionData freed a tag and left issuing to issueDeferred. */
+  private issueDue = false;
   /**
    * Running completion timers, oldest first: every request gets the same timeout, so deadlines
    * are in start order and one clock timer, set for the oldest, serves them all (a timer per
@@ -279,6 +288,7 @@ export class Requester {
     this.clock = options.clock;
     this.log = options.logger ?? silentLogger;
     this.copyLater = options.copyLater;
+    this.deferIssue = options.deferIssue === true;
     this.counters = options.counters ?? new Counters();
     this.config = c;
     this.timeoutNs = cplTimeoutNs(c.cplTimeout);
@@ -595,9 +605,17 @@ export class Requester {
     if (slot.remaining === 0) {
       this.finishSlot(slot, S_FREE);
       this.maybeResolveRead(op);
-      this.issueWaiting();
+      if (this.deferIssue) this.issueDue = true;
+      else this.issueWaiting();
     }
     return true;
+  }
+
+  /** Issues what handleCompletionData left for later (RequesterOptions.deferIssue). */
+  issueDeferred(): void {
+    if (!this.issueDue) return;
+    this.issueDue = false;
+    this.issueWaiting();
   }
 
   /** Fails everything outstanding or waiting (link down); tags are all freed. */

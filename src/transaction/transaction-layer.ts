@@ -148,6 +148,8 @@ export class TransactionLayer {
         ...(this.config.maxOutstandingTags === undefined ? {} : { maxOutstandingTags: this.config.maxOutstandingTags }),
       },
       ...(copyLater === undefined ? {} : { copyLater }),
+      // Requests for tags that a received batch's completions free go out in one loop at its end.
+      deferIssue: link.onReceiveEnd !== undefined,
     });
     const randomSplits = ordering.mode === 'adversarial' && ordering.randomCompletionSplits !== false;
     this.completer = new Completer(this.queues, {
@@ -164,6 +166,7 @@ export class TransactionLayer {
     link.onCompletionData = (bytes, v) => this.receiveCompletionData(bytes, v);
     link.onMemWriteRun = (run) => this.receiveMemWriteRun(run);
     link.onMemRead = (bytes, v) => this.receiveMemRead(bytes, v);
+    if (link.onReceiveEnd !== undefined) link.onReceiveEnd = () => this.requester.issueDeferred();
     link.onCreditsAvailable = () => this.queues.requestPump();
     link.onStateChange = (state, reason) => this.linkStateChanged(state, reason);
     if (link.state === 'up') this.partnerKnown();

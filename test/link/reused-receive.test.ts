@@ -107,11 +107,13 @@ class Early extends SocketTransportBase {
 
 describe('SocketTransportBase', () => {
   it.each([
-    [true, 'copies'],
-    [false, 'keeps'],
-  ])('reusing receive memory %s: %s a message that arrives before the owner attaches', async (reuses) => {
+    [true, 'copies', 'Uint8Array'],
+    [true, 'copies', 'Buffer'],
+    [false, 'keeps', 'Uint8Array'],
+  ])('reusing receive memory %s: %s a message (a %s) that arrives before the owner attaches', async (reuses, _what, kind) => {
     const t = new Early(reuses);
-    const memory = Uint8Array.of(1, 2, 3, 4);
+    // A Buffer's own slice() is a view: the copy must not rely on it.
+    const memory = kind === 'Buffer' ? Buffer.from([1, 2, 3, 4]) : Uint8Array.of(1, 2, 3, 4);
     t.arrive(memory);
     memory.fill(0xee); // the next read
     const got: Uint8Array[] = [];

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { TlpwireError, type Clock, type TimerHandle } from '../../src/core/index.js';
 import { VirtualClock } from '../../src/sim/index.js';
-import type { MemTlp, Tlp } from '../../src/tlp/index.js';
+import { CompletionView, completionTlp, encodeTlp, parseCompletionData, type MemReadFields, type MemTlp, type Tlp } from '../../src/tlp/index.js';
 import { Requester, completionsFor, cplTimeoutNs, type EnqueueOptions } from '../../src/transaction/index.js';
 
 const TIMEOUT = { range: 0b0010 } as const; // 1 ms
@@ -148,5 +148,47 @@ describe('completion timers started by one issue loop', () => {
       expect(firedAt.get(tag)! - at).toBeLessThanOrEqual(T + 64_000);
     }
     return read.then((e) => expect((e as TlpwireError).code).toBe('ERR_CPL_TIMEOUT'));
+  });
+});
+
+describe('requests for tags freed during a received batch (deferIssue)', () => {
+  it('go out together when the batch is done, their timers started with one clock reading', () => {
+    const clock = new CountingClock();
+    const sent: { tag: number; address: number }[] = [];
+    const out = {
+      enqueue(): void {
+        throw new Error('the fast path takes every read here');
+      },
+      sendMemRead(_f: MemReadFields, tag: number, address: number): boolean {
+        sent.push({ tag, address });
+        return true;
+      },
+    };
+    const req = new Requester(out, {
+      clock,
+      config: { requesterId: 0x100, maxPayloadSize: 256, maxReadRequestSize: 512, rcb: 64, cplTimeout: TIMEOUT, tag10Bit: false, maxOutstandingTags: 4 },
+      deferIssue: true,
+    });
+    const read = req.memRead(0x1000, 16 * 512);
+    expect(sent.length).toBe(4); // the tags there are
+    // A batch's completions answer all four requests ...
+    const view = new CompletionView();
+    const readsBefore = clock.reads;
+    for (const s of sent.splice(0)) {
+      for (const half of [0, 256]) {
+        const a = s.address + half;
+        const bytes = encodeTlp(completionTlp({ completerId: 0, requesterId: 0x100, tag: s.tag, byteCount: 512 - half, lowerAddress: a & 0x7f, data: new Uint8Array(256) }));
+        expect(parseCompletionData(bytes, 0, bytes.length, view)).toBe(true);
+        expect(req.handleCompletionData(bytes, view)).toBe(true);
+      }
+    }
+    // ... and no new request leaves until the batch is done,
+    expect(sent.length).toBe(0);
+    req.issueDeferred();
+    // then four, in one loop: one clock reading for their timers.
+    expect(sent.map((s) => s.address)).toEqual([0x1800, 0x1a00, 0x1c00, 0x1e00]);
+    expect(clock.reads - readsBefore).toBe(1);
+    req.abortAll(new TlpwireError('ERR_LINK_DOWN', 'test over'));
+    return read.catch((e: unknown) => expect((e as TlpwireError).code).toBe('ERR_LINK_DOWN'));
   });
 });
