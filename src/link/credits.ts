@@ -202,6 +202,11 @@ export class TxCredits {
     return this.canSendClass(CLASS_INDEX[cls], dataBytes);
   }
 
+  /** Whether the partner advertised infinite header and data credits for class index ci: no gate, nothing to count. */
+  infiniteClass(ci: number): boolean {
+    return this.spec[ci * 2]!.infinite && this.spec[ci * 2 + 1]!.infinite;
+  }
+
   /** canSend by class index (0 P, 1 NP, 2 Cpl). */
   canSendClass(ci: number, dataBytes: number): boolean {
     const h = ci * 2;

@@ -555,19 +555,23 @@ export class Link implements LinkPort {
         throw new TlpwireError('ERR_INTERNAL', `sendCompletionData: source range ${o}+${parts.bytes[i]!} is outside its ${src.length}-byte buffer`);
       }
     }
+    // Completion credits are infinite at a root complex and an endpoint: then nothing to gate or count.
+    const counted = !tx.infiniteClass(CLASS_CPL);
+    const writer = this.writer;
     let i = 0;
     for (; i < n && !this.congested; i++) {
       const lead = parts.lead[i]!;
       const bytes = parts.bytes[i]!;
       const payload = (lead + bytes + 3) & ~3;
-      if (!tx.canSendClass(CLASS_CPL, payload)) break;
+      if (counted && !tx.canSendClass(CLASS_CPL, payload)) break;
       const size = 12 + payload;
-      if (this.writer.length + ITEM_HEADER_BYTES + size > this.batchBytes) this.flush();
-      const offset = this.writer.reserveItem(size);
-      const len = encodeCompletionHeaderInto(this.writer.buffer, offset, f, parts.byteCount[i]!, parts.lowerAddress[i]!, lead, bytes);
-      this.copies.add(this.writer.buffer, offset + 12 + lead, src, parts.srcOffset[i]!, bytes);
-      tx.consumeClass(CLASS_CPL, payload);
-      this.writer.commitItem(ITEM.TLP, len);
+      if (writer.length + ITEM_HEADER_BYTES + size > this.batchBytes) this.flush();
+      const offset = writer.reserveItem(size);
+      const out = writer.buffer;
+      const len = encodeCompletionHeaderInto(out, offset, f, parts.byteCount[i]!, parts.lowerAddress[i]!, lead, bytes);
+      this.copies.add(out, offset + 12 + lead, src, parts.srcOffset[i]!, bytes);
+      if (counted) tx.consumeClass(CLASS_CPL, payload);
+      writer.commitItem(ITEM.TLP, len);
     }
     if (i === 0) return 0;
     if (!this.receiving) this.runCopies();

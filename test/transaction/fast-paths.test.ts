@@ -58,7 +58,9 @@ interface Setup {
   settle<T>(p: Promise<T>): Promise<T>;
 }
 
-async function setup(o: { rcCredits?: Partial<CreditValues>; rcScales?: Partial<CreditScales>; highWaterBytes?: number; latencyNs?: number } = {}): Promise<Setup> {
+async function setup(
+  o: { rcCredits?: Partial<CreditValues>; rcScales?: Partial<CreditScales>; epCredits?: Partial<CreditValues>; highWaterBytes?: number; latencyNs?: number } = {},
+): Promise<Setup> {
   const clock = new VirtualClock();
   const [tr, te] = createMemoryTransportPair(clock, {
     ...(o.highWaterBytes === undefined ? {} : { highWaterBytes: o.highWaterBytes }),
@@ -92,7 +94,7 @@ async function setup(o: { rcCredits?: Partial<CreditValues>; rcScales?: Partial<
     ...(o.rcCredits === undefined ? {} : { credits: o.rcCredits }),
     ...(o.rcScales === undefined ? {} : { scales: o.rcScales }),
   });
-  const epLink = new Link(te, { clock, role: 'ep', counters: new Counters() });
+  const epLink = new Link(te, { clock, role: 'ep', counters: new Counters(), ...(o.epCredits === undefined ? {} : { credits: o.epCredits }) });
   const rc = new TransactionLayer(rcLink, { clock, config: { ...BASE_CONFIG, requesterId: 0 } });
   const ep = new TransactionLayer(epLink, { clock, config: { ...BASE_CONFIG, requesterId: 0x0100, tag10Bit: true } });
   const ram = new FastRam(1 << 20);
@@ -179,6 +181,22 @@ describe('DMA fast paths over a real link', () => {
     buf2.fill(0xcd);
     await s.settle(w2);
     expect(await s.settle(s.ep.requester.memRead(RAM_BASE, 65536))).toEqual(a);
+  });
+
+  it('with finite completion credits at the requester, completions wait for them and reads still complete', async () => {
+    // 8 CplH and 256 CplD credits (4 KiB, one largest payload): a 64 KiB read's 256 completions go a few at a time.
+    const s = await setup({ epCredits: { CplH: 8, CplD: 256 } });
+    const data = patterned(4 * 65536, 6);
+    s.ram.bytes.set(data, 0);
+    const reads: Promise<Uint8Array>[] = [];
+    for (let i = 0; i < 4; i++) reads.push(s.ep.requester.memRead(RAM_BASE + i * 65536, 65536));
+    const got = await s.settle(Promise.all(reads));
+    for (let i = 0; i < 4; i++) expect(got[i]).toEqual(data.subarray(i * 65536, (i + 1) * 65536));
+    expect(s.rcLink.counters.get('stalls.credits')).toBeGreaterThan(0);
+    // Every credit comes back (the last update leaves on the link's update timer).
+    s.clock.runUntil(() => s.rcLink.creditsAvailable('CplH') === 8 && s.rcLink.creditsAvailable('CplD') === 256, 100_000);
+    expect(s.rcLink.creditsAvailable('CplH')).toBe(8);
+    expect(s.rcLink.creditsAvailable('CplD')).toBe(256);
   });
 
   it('completions fall back to queued TLPs when the transport is congested, and reads still complete', async () => {
