@@ -112,6 +112,11 @@ export class DeferredCopies {
   private readonly srcOffsets: Int32Array;
   private readonly lengths: Int32Array;
   private count = 0;
+  /** add()'s one-entry caches of where the last buffers are in dsts and srcs. */
+  private lastDst: Uint8Array | undefined;
+  private lastDstIndex = 0;
+  private lastSrc: Uint8Array | undefined;
+  private lastSrcIndex = 0;
 
   constructor(
     private readonly copyMany: CopyManyFn,
@@ -132,9 +137,18 @@ export class DeferredCopies {
   add(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number): void {
     if (this.count === this.capacity) this.run();
     const i = this.count++;
-    this.dstIndex[i] = indexOf(this.dsts, dst);
+    // The last buffer of each side first: a batch or a read's buffer is usually the one before.
+    if (dst !== this.lastDst) {
+      this.lastDstIndex = indexOf(this.dsts, dst);
+      this.lastDst = dst;
+    }
+    if (src !== this.lastSrc) {
+      this.lastSrcIndex = indexOf(this.srcs, src);
+      this.lastSrc = src;
+    }
+    this.dstIndex[i] = this.lastDstIndex;
     this.dstOffsets[i] = dstOffset;
-    this.srcIndex[i] = indexOf(this.srcs, src);
+    this.srcIndex[i] = this.lastSrcIndex;
     this.srcOffsets[i] = srcOffset;
     this.lengths[i] = length;
   }
@@ -167,6 +181,8 @@ export class DeferredCopies {
       // Let go of the buffers (RAM pages, batches) whatever happened.
       this.dsts.length = 0;
       this.srcs.length = 0;
+      this.lastDst = undefined;
+      this.lastSrc = undefined;
     }
   }
 }
