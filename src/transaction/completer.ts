@@ -50,7 +50,8 @@ export interface CompleterTarget {
   /**
    * Optional: `read` done in place, when the target can: sets `out` to where the bytes are
    * (out.bytes[out.offset, out.offset + length), e.g. a page of RAM) and returns true; otherwise
-   * returns false having recorded nothing, and the completer calls `read`. The completer sends the
+   * returns false having recorded nothing, and the completer calls `claims` and `read`. True
+   * claims the range (the completer asks it instead of `claims`). The completer sends the
    * completions from those bytes at once, before anything else can write them, or copies them.
    */
   readSpan?(address: number, length: number, requesterId: number, out: ByteSpan): boolean;
@@ -356,7 +357,25 @@ export class Completer {
     const start = dwAddress + firstEnabledOffset(tlp.firstBe);
     const zero = isZeroLengthRead(tlp.firstBe, tlp.lengthDw);
     const length = readByteCount(tlp.firstBe, tlp.lastBe, tlp.lengthDw);
-    const target = find(this.memTargets, start, length, tlp.requesterId);
+    // With a target that can be read in place and a link that sends completions straight from
+    // it, the data goes from RAM into the batch, allocating nothing. Such a target is asked with
+    // readSpan first, which claims what it reads (and records nothing when it declines, so that
+    // claims then decides, as find() would): one IOMMU look-up per read, not two.
+    const span = this.span;
+    const inPlace = !zero && this.rng === undefined && this.output.sendCompletionData !== undefined;
+    let target: CompleterTarget | undefined;
+    let spanned = false;
+    for (const t of this.memTargets) {
+      if (inPlace && t.readSpan !== undefined && t.readSpan(start, length, tlp.requesterId, span)) {
+        target = t;
+        spanned = true;
+        break;
+      }
+      if (t.claims(start, length, tlp.requesterId)) {
+        target = t;
+        break;
+      }
+    }
     if (target === undefined) {
       this.reply(toTlp(), 'UR', release, `read of ${length} bytes at 0x${start.toString(16)} is unclaimed`);
       return;
@@ -366,10 +385,7 @@ export class Completer {
       this.sendCompletions(toTlp(), new Uint8Array(0), release);
       return;
     }
-    // With a target that can be read in place and a link that sends completions straight from
-    // it, the data goes from RAM into the batch, allocating nothing.
-    const span = this.span;
-    if (target.readSpan !== undefined && this.rng === undefined && this.output.sendCompletionData !== undefined && target.readSpan(start, length, tlp.requesterId, span)) {
+    if (spanned) {
       if (this.sendReadData(tlp, span.bytes, span.offset, release, this.completerId, true)) return;
       // The completions will wait in the queues: they need bytes of their own.
       this.sendCompletions(toTlp(), span.bytes.slice(span.offset, span.offset + length), release);

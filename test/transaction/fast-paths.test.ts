@@ -29,8 +29,11 @@ class FastRam implements CompleterTarget {
   read(address: number, length: number): Uint8Array {
     return this.bytes.slice(address - RAM_BASE, address - RAM_BASE + length);
   }
+  /** readSpan declines (as for a range it cannot hand over in place). */
+  declineSpans = false;
   readSpan(address: number, _length: number, _requesterId: number, out: ByteSpan): boolean {
     this.readSpans++;
+    if (this.declineSpans) return false;
     out.bytes = this.bytes;
     out.offset = address - RAM_BASE;
     return true;
@@ -59,7 +62,15 @@ interface Setup {
 }
 
 async function setup(
-  o: { rcCredits?: Partial<CreditValues>; rcScales?: Partial<CreditScales>; epCredits?: Partial<CreditValues>; highWaterBytes?: number; latencyNs?: number } = {},
+  o: {
+    rcCredits?: Partial<CreditValues>;
+    rcScales?: Partial<CreditScales>;
+    epCredits?: Partial<CreditValues>;
+    highWaterBytes?: number;
+    latencyNs?: number;
+    /** A memory target added before RAM (so it wins where both claim). */
+    beforeRam?: CompleterTarget;
+  } = {},
 ): Promise<Setup> {
   const clock = new VirtualClock();
   const [tr, te] = createMemoryTransportPair(clock, {
@@ -98,6 +109,7 @@ async function setup(
   const rc = new TransactionLayer(rcLink, { clock, config: { ...BASE_CONFIG, requesterId: 0 } });
   const ep = new TransactionLayer(epLink, { clock, config: { ...BASE_CONFIG, requesterId: 0x0100, tag10Bit: true } });
   const ram = new FastRam(1 << 20);
+  if (o.beforeRam !== undefined) rc.completer.addMemoryTarget(o.beforeRam);
   rc.completer.addMemoryTarget(ram);
   rcLink.start();
   epLink.start();
@@ -181,6 +193,31 @@ describe('DMA fast paths over a real link', () => {
     buf2.fill(0xcd);
     await s.settle(w2);
     expect(await s.settle(s.ep.requester.memRead(RAM_BASE, 65536))).toEqual(a);
+  });
+
+  it('an earlier target wins a read over one that reads in place, and a target that declines readSpan still decides by claims', async () => {
+    // A register block over the first 4 KiB of RAM, added before it: it answers with 0x77.
+    const reads: number[] = [];
+    const regs: CompleterTarget = {
+      claims: (a, n) => a >= RAM_BASE && a + n <= RAM_BASE + 4096,
+      read: (a, n) => {
+        reads.push(a);
+        return new Uint8Array(n).fill(0x77);
+      },
+      write: () => {},
+    };
+    const s = await setup({ beforeRam: regs });
+    s.ram.bytes.set(patterned(65536, 8), 0);
+    const got = await s.settle(s.ep.requester.memRead(RAM_BASE + 512, 256));
+    expect(got.every((b) => b === 0x77)).toBe(true);
+    expect(reads).toEqual([RAM_BASE + 512]);
+    expect(s.ram.readSpans).toBe(0);
+    // RAM that declines readSpan (here: every time) is still claimed and read through read().
+    const spans = s.ram.readSpans;
+    s.ram.declineSpans = true;
+    const more = await s.settle(s.ep.requester.memRead(RAM_BASE + 8192, 1024));
+    expect(more).toEqual(patterned(65536, 8).subarray(8192, 9216));
+    expect(s.ram.readSpans).toBeGreaterThan(spans);
   });
 
   it('with finite completion credits at the requester, completions wait for them and reads still complete', async () => {
