@@ -285,7 +285,7 @@ export class RxCredits {
   private readonly threshold: number[];
 
   /** `urgentFraction`: an update is urgent once this fraction of a window has been freed. */
-  constructor(ownAdv: CreditAdvertisement, urgentFraction = 0.25) {
+  constructor(ownAdv: CreditAdvertisement, urgentFraction = 0.125) {
     this.spec = specsOf(ownAdv);
     this.allocated = CREDIT_TYPES.map((t) => ownAdv.credits[t]);
     this.advertised = CREDIT_TYPES.map((t) => ownAdv.credits[t]);
