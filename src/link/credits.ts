@@ -48,9 +48,13 @@ export function maxCredits(dataType: boolean, scale: ScaleFactor): number {
   return dataType ? FC_MAX_CREDITS.DATA[scale] : FC_MAX_CREDITS.HDR[scale];
 }
 
+const DATA_CREDIT_SHIFT = Math.log2(FC.DATA_CREDIT_BYTES);
+
 /** Data credits a payload takes: one per 4 DW (16 bytes), rounded up. */
 export function dataCreditsFor(bytes: number): number {
-  return Math.ceil(bytes / FC.DATA_CREDIT_BYTES);
+  // Integer arithmetic (bytes is a payload size, at most a few KiB): a division and Math.ceil
+  // per TLP cost more.
+  return (bytes + FC.DATA_CREDIT_BYTES - 1) >>> DATA_CREDIT_SHIFT;
 }
 
 /**

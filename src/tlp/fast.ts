@@ -340,10 +340,18 @@ export class MemWriteRun {
     if ((w1 & 0xff) !== (lengthDw === 1 ? 0x0f : 0xff)) return false;
     const address = this.address + this.length;
     if (address + lengthDw * 4 > Number.MAX_SAFE_INTEGER) return false;
+    // The low address DW by subtraction: % on a double is a library call, and this runs per TLP.
+    let lo = address;
+    if (this.wide) {
+      const hi = Math.floor(address / FOUR_GIB);
+      if (getU32(bytes, offset + 8) !== hi) return false;
+      lo = address - hi * FOUR_GIB;
+    } else if (address >= FOUR_GIB) {
+      return false;
+    }
     const last = getU32(bytes, offset + hdr - 4);
-    if ((last & ADDRESS.PH_MASK) !== this.ph || ((last & ADDRESS.DW_ALIGN_MASK) >>> 0) !== address % FOUR_GIB) return false;
-    if (this.wide ? getU32(bytes, offset + 8) !== Math.floor(address / FOUR_GIB) : address >= FOUR_GIB) return false;
-    if ((address & ADDRESS.PAGE_OFFSET_MASK) + lengthDw * 4 > PCIE_LIMITS.PAGE_4K) return false;
+    if ((last & ADDRESS.PH_MASK) !== this.ph || ((last & ADDRESS.DW_ALIGN_MASK) >>> 0) !== lo) return false;
+    if ((lo & ADDRESS.PAGE_OFFSET_MASK) + lengthDw * 4 > PCIE_LIMITS.PAGE_4K) return false;
     this.bodyOffsets[n] = offset;
     this.bodyLengths[n] = length;
     this.dataOffsets[n] = offset + hdr;
