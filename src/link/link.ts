@@ -152,6 +152,22 @@ class PartsCursor {
     this.skipEmpty();
   }
 
+  /** The piece the cursor is in, and where in it (valid while remaining > 0). */
+  get piece(): Uint8Array {
+    return this.parts[this.index]!;
+  }
+
+  get pieceOffset(): number {
+    return this.at;
+  }
+
+  /** Moves on `n` bytes that lie within the current piece. */
+  advance(n: number): void {
+    this.at += n;
+    this.remaining -= n;
+    this.skipEmpty();
+  }
+
   take(n: number): void {
     const p = this.parts[this.index]!;
     if (p !== undefined && p.length - this.at >= n) {
@@ -782,6 +798,23 @@ export class Link implements LinkPort {
     }
     let creditsChanged = false;
     while (c.remaining > 0) {
+      // The items wholly inside the current piece, read where they lie (as receiveBatch does);
+      // only one that a piece boundary cuts goes through the cursor below.
+      const p = c.piece;
+      const from = c.pieceOffset;
+      let off = from;
+      for (;;) {
+        const body = off + ITEM_HEADER_BYTES;
+        if (body > p.length) break;
+        const len = (p[off + 2]! << 8) | p[off + 3]!;
+        if (body + len > p.length) break;
+        const type = p[off]!;
+        off = body + len;
+        if (this.receiveItem(type, p, body, len)) creditsChanged = true;
+        if (this.finished) return;
+      }
+      if (off > from) c.advance(off - from);
+      if (c.remaining === 0) break;
       const at = total - c.remaining;
       if (c.remaining < ITEM_HEADER_BYTES) {
         this.flushRun();
