@@ -190,22 +190,38 @@ export function parseMemWrite(bytes: Uint8Array, offset: number, length: number,
   const b0 = bytes[offset] as number;
   const wide = b0 === BYTE0_MWR64;
   if (!wide && b0 !== BYTE0_MWR) return false;
-  const hdr = wide ? TLP_SIZE.HEADER_4DW : TLP_SIZE.HEADER_3DW;
-  const w0 = getU32(bytes, offset);
-  if ((w0 & (1 << DW0.TD_SHIFT)) !== 0) return false; // the ECRC is decodeTlp's to check
-  const lengthDw = w0 & DW0.LENGTH_MASK || TLP_SIZE.LENGTH_FIELD_ZERO_DW;
-  if (length !== hdr + lengthDw * 4) return false;
-  const w1 = getU32(bytes, offset + 4);
-  const firstBe = w1 & 0xf;
-  const lastBe = (w1 >>> 4) & 0xf;
-  const last = getU32(bytes, offset + (wide ? 12 : 8));
-  const addressLo = (last & ADDRESS.DW_ALIGN_MASK) >>> 0;
-  if (!memByteEnablesOk(lengthDw, firstBe, lastBe, addressLo)) return false;
-  readRequestFields(v, w0, w1, wide, wide ? getU32(bytes, offset + 8) : 0, addressLo, last, lengthDw, firstBe, lastBe);
-  v.dataOffset = offset + hdr;
+  const lengthDw = parseMemRequest(bytes, offset, length, v, wide, false);
+  if (lengthDw === 0) return false;
+  v.dataOffset = offset + (wide ? TLP_SIZE.HEADER_4DW : TLP_SIZE.HEADER_3DW);
   v.dataLength = lengthDw * 4;
   return true;
 }
+
+/**
+ * The header of the MWr (read false) or MRd (read true) whose byte 0 said `wide` or not, read into
+ * `v`: returns its Length in DWs, or 0 when the fast path does not take it. Both refuse a digest
+ * (the ECRC is decodeTlp's to check), a size that disagrees with Length and the byte enables
+ * decodeTlp refuses; a read also refuses EP, TH and a zero First DW BE.
+ */
+function parseMemRequest(bytes: Uint8Array, offset: number, length: number, v: MemRequestView, wide: boolean, read: boolean): number {
+  const hdr = wide ? TLP_SIZE.HEADER_4DW : TLP_SIZE.HEADER_3DW;
+  const w0 = getU32(bytes, offset);
+  if ((w0 & (read ? MRD_REFUSED_DW0 : MWR_REFUSED_DW0)) !== 0) return 0;
+  const lengthDw = w0 & DW0.LENGTH_MASK || TLP_SIZE.LENGTH_FIELD_ZERO_DW;
+  if (length !== hdr + (read ? 0 : lengthDw * 4)) return 0;
+  const w1 = getU32(bytes, offset + 4);
+  const firstBe = w1 & 0xf;
+  const lastBe = (w1 >>> 4) & 0xf;
+  if (read && firstBe === 0) return 0;
+  const last = getU32(bytes, offset + hdr - 4);
+  const addressLo = (last & ADDRESS.DW_ALIGN_MASK) >>> 0;
+  if (!memByteEnablesOk(lengthDw, firstBe, lastBe, addressLo)) return 0;
+  readRequestFields(v, w0, w1, wide, wide ? getU32(bytes, offset + 8) : 0, addressLo, last, lengthDw, firstBe, lastBe);
+  return lengthDw;
+}
+
+const MWR_REFUSED_DW0 = 1 << DW0.TD_SHIFT;
+const MRD_REFUSED_DW0 = (1 << DW0.TD_SHIFT) | (1 << DW0.EP_SHIFT) | (1 << DW0.TH_SHIFT);
 
 /** §2.2.5.1 byte enables and §2.2.7.1 4 KB, as checkSemantics applies them to a memory request. */
 function memByteEnablesOk(lengthDw: number, firstBe: number, lastBe: number, addressLo: number): boolean {
@@ -453,17 +469,7 @@ export function parseMemRead(bytes: Uint8Array, offset: number, length: number, 
   const b0 = bytes[offset] as number;
   const wide = b0 === BYTE0_MRD64;
   if (!wide && b0 !== BYTE0_MRD) return false;
-  if (length !== (wide ? TLP_SIZE.HEADER_4DW : TLP_SIZE.HEADER_3DW)) return false;
-  const w0 = getU32(bytes, offset);
-  if ((w0 & ((1 << DW0.TD_SHIFT) | (1 << DW0.EP_SHIFT) | (1 << DW0.TH_SHIFT))) !== 0) return false;
-  const lengthDw = w0 & DW0.LENGTH_MASK || TLP_SIZE.LENGTH_FIELD_ZERO_DW;
-  const w1 = getU32(bytes, offset + 4);
-  const firstBe = w1 & 0xf;
-  const lastBe = (w1 >>> 4) & 0xf;
-  const last = getU32(bytes, offset + (wide ? 12 : 8));
-  const addressLo = (last & ADDRESS.DW_ALIGN_MASK) >>> 0;
-  if (!memByteEnablesOk(lengthDw, firstBe, lastBe, addressLo) || firstBe === 0) return false;
-  readRequestFields(v, w0, w1, wide, wide ? getU32(bytes, offset + 8) : 0, addressLo, last, lengthDw, firstBe, lastBe);
+  if (parseMemRequest(bytes, offset, length, v, wide, true) === 0) return false;
   v.tlpOffset = offset;
   v.tlpLength = length;
   return true;
