@@ -340,7 +340,7 @@ export class Completer {
   }
 
   private memRead(tlp: MemTlp, release: () => void): void {
-    this.memReadOf(tlp, () => tlp, release);
+    this.memReadOf(tlp, tlp, undefined, release);
   }
 
   /**
@@ -349,10 +349,14 @@ export class Completer {
    * it (UR, CA, or completions that must wait in the queues). Never throws for the request's sake.
    */
   handleMemRead(bytes: Uint8Array, v: MemReadView, release: () => void): void {
-    this.memReadOf(v, () => decodeTlp(bytes, v.tlpOffset, v.tlpLength) as MemTlp, release);
+    this.memReadOf(v, undefined, bytes, release);
   }
 
-  private memReadOf(tlp: MemReadRequest, toTlp: () => MemTlp, release: () => void): void {
+  /**
+   * A memory read given as a decoded TLP, or as the view the link parsed from `bytes` (decoded
+   * here only for an answer that needs the object: no closure made per read to defer that).
+   */
+  private memReadOf(tlp: MemReadRequest, decoded: MemTlp | undefined, bytes: Uint8Array | undefined, release: () => void): void {
     const dwAddress = joinAddress(tlp.addressHi, tlp.addressLo);
     const start = dwAddress + firstEnabledOffset(tlp.firstBe);
     const zero = isZeroLengthRead(tlp.firstBe, tlp.lengthDw);
@@ -377,33 +381,33 @@ export class Completer {
       }
     }
     if (target === undefined) {
-      this.reply(toTlp(), 'UR', release, `read of ${length} bytes at 0x${start.toString(16)} is unclaimed`);
+      this.reply(requestTlp(tlp, decoded, bytes), 'UR', release, `read of ${length} bytes at 0x${start.toString(16)} is unclaimed`);
       return;
     }
     if (zero) {
       // A zero-length read only flushes: no target side effects.
-      this.sendCompletions(toTlp(), new Uint8Array(0), release);
+      this.sendCompletions(requestTlp(tlp, decoded, bytes), new Uint8Array(0), release);
       return;
     }
     if (spanned) {
       if (this.sendReadData(tlp, span.bytes, span.offset, release, this.completerId, true)) return;
       // The completions will wait in the queues: they need bytes of their own.
-      this.sendCompletions(toTlp(), span.bytes.slice(span.offset, span.offset + length), release);
+      this.sendCompletions(requestTlp(tlp, decoded, bytes), span.bytes.slice(span.offset, span.offset + length), release);
       return;
     }
     let data: Uint8Array;
     try {
       data = target.read(start, length, tlp.requesterId);
     } catch (e) {
-      this.reply(toTlp(), 'CA', release, `memory target failed a read at 0x${start.toString(16)}: ${errorMessage(e)}`);
+      this.reply(requestTlp(tlp, decoded, bytes), 'CA', release, `memory target failed a read at 0x${start.toString(16)}: ${errorMessage(e)}`);
       return;
     }
     if (data.length !== length) {
-      this.reply(toTlp(), 'CA', release, `memory target returned ${data.length} of ${length} bytes`);
+      this.reply(requestTlp(tlp, decoded, bytes), 'CA', release, `memory target returned ${data.length} of ${length} bytes`);
       return;
     }
     if (this.rng === undefined && this.sendReadData(tlp, data, 0, release, this.completerId, false)) return;
-    this.sendCompletions(toTlp(), data, release);
+    this.sendCompletions(requestTlp(tlp, decoded, bytes), data, release);
   }
 
   private io(tlp: IoTlp, release: () => void): void {
@@ -618,6 +622,13 @@ export class Completer {
 // completionsFor builds every completion with a src/tlp builder, which validates it.
 const PART: EnqueueOptions = Object.freeze({ validated: true });
 const IO_CFG_WRITE_PART: EnqueueOptions = Object.freeze({ ioCfgWriteCompletion: true, validated: true });
+
+/** The read as a TLP object: the decoded one, or decoded now from the bytes the link parsed it from. */
+function requestTlp(tlp: MemReadRequest, decoded: MemTlp | undefined, bytes: Uint8Array | undefined): MemTlp {
+  if (decoded !== undefined) return decoded;
+  const v = tlp as MemReadView;
+  return decodeTlp(bytes!, v.tlpOffset, v.tlpLength) as MemTlp;
+}
 
 function addTo(list: CompleterTarget[], target: CompleterTarget): () => void {
   list.push(target);
