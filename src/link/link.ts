@@ -22,6 +22,7 @@ import {
   CompletionView,
   MemReadView,
   MemWriteRun,
+  MemReadRun,
   MemWriteView,
   TLP_KINDS,
   decodeTlp,
@@ -252,6 +253,14 @@ export class Link implements LinkPort {
   onMemWriteRun: ((run: MemWriteRun) => boolean) | undefined = undefined;
   /** Fast receive path for MRd/MRd64 (LinkPort), as onMemWrite is for writes. */
   onMemRead: ((bytes: Uint8Array, v: MemReadView) => boolean) | undefined = undefined;
+  /**
+   * The bulk receive path for reads (LinkPort): consecutive MRd of one batch that read one
+   * contiguous range in equal pieces with the same header but the tag (src/tlp MemReadRun) come
+   * here together, before any later item of the batch is looked at. Returns how many of them,
+   * from the first, it took (answered, or queued to be; their credits are its to release as
+   * onMemRead's are); the rest go on to onMemRead or onTlp one by one, as usual.
+   */
+  onMemReadRun: ((run: MemReadRun) => number) | undefined = undefined;
   /** Called when a received message is done with (LinkPort.onReceiveEnd). */
   onReceiveEnd: () => void = () => {};
   private readonly memReadView = new MemReadView();
@@ -266,6 +275,8 @@ export class Link implements LinkPort {
   private readonly copies = new DeferredCopies(bulkCopy().copyMany);
   private readonly run = new MemWriteRun();
   private readonly runView = new MemWriteView();
+  private readonly readRun = new MemReadRun();
+  private readonly readRunView = new MemReadView();
   private readonly memWriteView = new MemWriteView();
   private readonly cursor = new PartsCursor();
   private readonly completionView = new CompletionView();
@@ -886,7 +897,7 @@ export class Link implements LinkPort {
     }
     let creditsChanged = false;
     // A run of writes is done before anything that follows it.
-    if (type !== ITEM.TLP && this.run.count > 0) this.flushRun();
+    if (type !== ITEM.TLP && this.run.count + this.readRun.count > 0) this.flushRun();
     switch (type) {
       case ITEM.TLP:
         this.receiveTlp(msg, body, len);
@@ -936,21 +947,37 @@ export class Link implements LinkPort {
         return;
       }
     }
-    // A posted TLP may write memory that completions waiting for their data copy read from.
-    if (ci === CLASS_P) this.runCopies();
-    if (ci === CLASS_P && this.onMemWriteRun !== undefined && dataBytes <= this.maxPayloadSize) {
-      // The next write of a run (most are) is recognised from its header words alone.
-      if (this.run.extend(msg, body, len)) return;
-      const v = this.runView;
-      if (parseMemWrite(msg, body, len, v)) {
-        if (this.run.add(msg, body, len, v)) return;
-        if (this.run.count > 0) {
-          this.flushRun();
+    if (ci === CLASS_P) {
+      // Reads before this write are answered before it is done, as one by one.
+      if (this.readRun.count > 0) this.flushRun();
+      // A posted TLP may write memory that completions waiting for their data copy read from.
+      this.runCopies();
+      if (this.onMemWriteRun !== undefined && dataBytes <= this.maxPayloadSize) {
+        // The next write of a run (most are) is recognised from its header words alone.
+        if (this.run.extend(msg, body, len)) return;
+        const v = this.runView;
+        if (parseMemWrite(msg, body, len, v)) {
           if (this.run.add(msg, body, len, v)) return;
+          if (this.run.count > 0) {
+            this.flushRun();
+            if (this.run.add(msg, body, len, v)) return;
+          }
+        }
+      }
+    } else if (ci === CLASS_NP && this.onMemReadRun !== undefined) {
+      // Likewise the next read of a run of reads.
+      if (this.readRun.extend(msg, body, len)) return;
+      const v = this.readRunView;
+      if (parseMemRead(msg, body, len, v)) {
+        if (this.run.count > 0) this.flushRun();
+        if (this.readRun.add(msg, body, len, v)) return;
+        if (this.readRun.count > 0) {
+          this.flushRun();
+          if (this.readRun.add(msg, body, len, v)) return;
         }
       }
     }
-    if (this.run.count > 0) this.flushRun();
+    if (this.run.count + this.readRun.count > 0) this.flushRun();
     this.deliverTlp(msg, body, len, ci, dataBytes);
   }
 
@@ -959,6 +986,7 @@ export class Link implements LinkPort {
    * Their credits were taken as they arrived.
    */
   private flushRun(): void {
+    if (this.readRun.count > 0) this.flushReadRun();
     const r = this.run;
     const n = r.count;
     if (n === 0) return;
@@ -989,6 +1017,33 @@ export class Link implements LinkPort {
     if (rx === undefined || this.finished) return;
     rx.releaseClass(CLASS_P, n, dataCredits);
     this.creditsFreed(rx);
+  }
+
+  /**
+   * Hands on a run of reads (onMemReadRun); the TLPs it does not take go on one by one. Their
+   * credits were taken as they arrived; those taken are the handler's to release.
+   */
+  private flushReadRun(): void {
+    const r = this.readRun;
+    const n = r.count;
+    const handler = this.onMemReadRun;
+    let taken = 0;
+    if (handler !== undefined) {
+      try {
+        taken = handler(r);
+      } catch (e) {
+        // As for onTlp: the consumer's bug must not take the link down. What it answered is
+        // unknown, and a read answered twice is worse than one unanswered: the reads are gone.
+        this.counters.add('errors.consumer');
+        this.log.error({ err: errorMessage(e) }, 'read-run handler threw');
+        taken = n;
+      }
+    }
+    if (taken > 0) (r.wide ? this.received.MRd64 : this.received.MRd).add(taken);
+    const bytes = r.bytes;
+    r.count = 0; // the TLPs are in the arrays still, until the next add
+    for (let i = taken; i < n && !this.finished; i++) this.deliverTlp(bytes, r.bodyOffsets[i]!, r.bodyLengths[i]!, CLASS_NP, 0);
+    r.clear();
   }
 
   /** A TLP whose credits were taken: the fast paths, else decoded for onTlp. */

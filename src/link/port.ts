@@ -1,4 +1,4 @@
-import type { CompletionFields, CompletionParts, CompletionView, MemReadFields, MemReadView, MemWriteFields, MemWriteRun, MemWriteView, Tlp, TlpClass } from '../tlp/index.js';
+import type { CompletionFields, CompletionParts, CompletionView, MemReadFields, MemReadRun, MemReadView, MemWriteFields, MemWriteRun, MemWriteView, Tlp, TlpClass } from '../tlp/index.js';
 
 export type LinkState = 'down' | 'training' | 'up';
 
@@ -75,6 +75,13 @@ export interface LinkPort {
   onMemWriteRun?: ((run: MemWriteRun) => boolean) | undefined;
   /** Optional fast receive path for MRd/MRd64, as onMemWrite (the view is valid during the call). */
   onMemRead?: ((bytes: Uint8Array, v: MemReadView) => boolean) | undefined;
+  /**
+   * Optional bulk receive path: consecutive MRd that read one contiguous range in equal pieces
+   * with the same header but the tag come here together (src/tlp MemReadRun, valid only during
+   * the call). Returns how many, from the first, it took (their credits are its to release); the
+   * rest go to onMemRead or onTlp one by one.
+   */
+  onMemReadRun?: ((run: MemReadRun) => number) | undefined;
   /**
    * Optional, set by the owner: called once the link is done with a received message (its TLPs
    * handled, their deferred copies done), before anything is sent early. Work that the message's

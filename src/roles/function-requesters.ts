@@ -94,6 +94,7 @@ export class FunctionRequesters {
     link.onMemWriteRun = undefined;
     // Read requests likewise: checkRequest above needs each decoded.
     link.onMemRead = undefined;
+    link.onMemReadRun = undefined;
     const innerMemWrite = link.onMemWrite;
     if (innerMemWrite !== undefined) {
       link.onMemWrite = (bytes, v) => {

@@ -265,6 +265,26 @@ function readRequestFields(
   v.ph = last & ADDRESS.PH_MASK;
 }
 
+/**
+ * True when the memory request header of `hdr` bytes at bytes[offset…] has `address` (a DW
+ * address below 2^53) and PH `ph` in its address DWs, in the 3DW form unless `wide`, and
+ * `lengthBytes` from there stay within the 4 KB page: what extend() checks of the next TLP of a run.
+ */
+function addressWordsAre(bytes: Uint8Array, offset: number, hdr: number, wide: boolean, address: number, ph: number, lengthBytes: number): boolean {
+  // The low address DW by subtraction: % on a double is a library call, and this runs per TLP.
+  let lo = address;
+  if (wide) {
+    const hi = Math.floor(address / FOUR_GIB);
+    if (getU32(bytes, offset + 8) !== hi) return false;
+    lo = address - hi * FOUR_GIB;
+  } else if (address >= FOUR_GIB) {
+    return false;
+  }
+  const last = getU32(bytes, offset + hdr - 4);
+  if ((last & ADDRESS.PH_MASK) !== ph || ((last & ADDRESS.DW_ALIGN_MASK) >>> 0) !== lo) return false;
+  return (lo & ADDRESS.PAGE_OFFSET_MASK) + lengthBytes <= PCIE_LIMITS.PAGE_4K;
+}
+
 /** Most TLPs one MemWriteRun holds (a 64 KiB batch holds at most 240 MWr of 256 bytes). */
 export const MEM_WRITE_RUN_MAX = 1024;
 
@@ -356,18 +376,7 @@ export class MemWriteRun {
     if ((w1 & 0xff) !== (lengthDw === 1 ? 0x0f : 0xff)) return false;
     const address = this.address + this.length;
     if (address + lengthDw * 4 > Number.MAX_SAFE_INTEGER) return false;
-    // The low address DW by subtraction: % on a double is a library call, and this runs per TLP.
-    let lo = address;
-    if (this.wide) {
-      const hi = Math.floor(address / FOUR_GIB);
-      if (getU32(bytes, offset + 8) !== hi) return false;
-      lo = address - hi * FOUR_GIB;
-    } else if (address >= FOUR_GIB) {
-      return false;
-    }
-    const last = getU32(bytes, offset + hdr - 4);
-    if ((last & ADDRESS.PH_MASK) !== this.ph || ((last & ADDRESS.DW_ALIGN_MASK) >>> 0) !== lo) return false;
-    if ((lo & ADDRESS.PAGE_OFFSET_MASK) + lengthDw * 4 > PCIE_LIMITS.PAGE_4K) return false;
+    if (!addressWordsAre(bytes, offset, hdr, this.wide, address, this.ph, lengthDw * 4)) return false;
     this.bodyOffsets[n] = offset;
     this.bodyLengths[n] = length;
     this.dataOffsets[n] = offset + hdr;
@@ -473,6 +482,115 @@ export function parseMemRead(bytes: Uint8Array, offset: number, length: number, 
   v.tlpOffset = offset;
   v.tlpLength = length;
   return true;
+}
+
+/** Most MRd one MemReadRun holds (a 64 KiB batch holds at most 3276 MRd; runs are cut there). */
+export const MEM_READ_RUN_MAX = 1024;
+
+/** DW0's tag bits T9 and T8: the reads of a run differ in them, as in DW1's tag byte. */
+const DW0_TAG_BITS = ((1 << DW0.T9_SHIFT) | (1 << DW0.T8_SHIFT)) >>> 0;
+
+/**
+ * Consecutive received MRd/MRd64 TLPs of one buffer that read one contiguous range in equal
+ * pieces of whole DWs: each has every byte enabled, the same header fields but the tag (the same
+ * requester, TC, attributes, AT, Length, PH) and starts where the previous one ended. A completer
+ * that answers the run at once, read by read in order, does exactly what answering its TLPs one by
+ * one would do, with the routing done once for the whole range. Filled by the link (see
+ * Link.onMemReadRun).
+ */
+export class MemReadRun {
+  /** The buffer all the TLPs are in. */
+  bytes: Uint8Array = EMPTY;
+  /** TLPs in the run. */
+  count = 0;
+  /** Address of the first byte, and the bytes each read asks for (lengthDw × 4). */
+  address = 0;
+  readLength = 0;
+  wide = false;
+  requesterId = 0;
+  tc = 0;
+  ro = false;
+  ns = false;
+  ido = false;
+  /** Header DW0 without the tag bits, DW1 without the tag, and PH: what every TLP of the run shares. */
+  dw0 = 0;
+  dw1 = 0;
+  ph = 0;
+  /** Per TLP: its tag, and where its item body is (offset, length). */
+  readonly tags = new Uint16Array(MEM_READ_RUN_MAX);
+  readonly bodyOffsets = new Int32Array(MEM_READ_RUN_MAX);
+  readonly bodyLengths = new Int32Array(MEM_READ_RUN_MAX);
+
+  /** Address of the next read's first byte, were one added. */
+  get end(): number {
+    return this.address + this.count * this.readLength;
+  }
+
+  /**
+   * Adds the MRd parsed into `v` (by parseMemRead, from bytes[offset, offset + length)) when it
+   * continues this run, or starts the run with it when the run is empty; false when it does
+   * neither (not whole DWs, different fields, not contiguous, another buffer, or full).
+   */
+  add(bytes: Uint8Array, offset: number, length: number, v: MemReadView): boolean {
+    if (v.firstBe !== 0xf || (v.lastBe !== 0xf && !(v.lengthDw === 1 && v.lastBe === 0))) return false;
+    const dw0 = (getU32(bytes, offset) & ~DW0_TAG_BITS) >>> 0;
+    const dw1 = (getU32(bytes, offset + 4) & ~0xff00) >>> 0;
+    const address = v.addressHi * FOUR_GIB + v.addressLo;
+    const readLength = v.lengthDw * 4;
+    const n = this.count;
+    if (n === 0) {
+      // Addresses are numbers: a run stays where they are exact (below 2^53).
+      if (address + MEM_READ_RUN_MAX * readLength > Number.MAX_SAFE_INTEGER) return false;
+      this.bytes = bytes;
+      this.address = address;
+      this.readLength = readLength;
+      this.dw0 = dw0;
+      this.dw1 = dw1;
+      this.wide = v.wide;
+      this.requesterId = v.requesterId;
+      this.tc = v.tc;
+      this.ro = v.ro;
+      this.ns = v.ns;
+      this.ido = v.ido;
+      this.ph = v.ph;
+    } else if (n === MEM_READ_RUN_MAX || bytes !== this.bytes || dw0 !== this.dw0 || dw1 !== this.dw1 || v.ph !== this.ph || address !== this.end) {
+      return false;
+    }
+    this.tags[n] = v.tag;
+    this.bodyOffsets[n] = offset;
+    this.bodyLengths[n] = length;
+    this.count = n + 1;
+    return true;
+  }
+
+  /**
+   * add() for the next TLP of a non-empty run, straight from its bytes: true, having added it,
+   * exactly when parseMemRead would accept it and add() would then add it (the same header words
+   * but the tag, the next address, the same buffer, no 4 KB crossing); false, having changed
+   * nothing, otherwise. It reads three or four header words instead of every field.
+   */
+  extend(bytes: Uint8Array, offset: number, length: number): boolean {
+    const n = this.count;
+    if (n === 0 || n === MEM_READ_RUN_MAX || bytes !== this.bytes || length !== (this.wide ? TLP_SIZE.HEADER_4DW : TLP_SIZE.HEADER_3DW)) return false;
+    // Fmt/Type, TC, attributes, TH, TD, EP (all three clear, as add() saw), AT and Length.
+    const w0 = getU32(bytes, offset);
+    if (((w0 & ~DW0_TAG_BITS) >>> 0) !== this.dw0) return false;
+    // Requester ID and both byte enables.
+    const w1 = getU32(bytes, offset + 4);
+    if (((w1 & ~0xff00) >>> 0) !== this.dw1) return false;
+    if (!addressWordsAre(bytes, offset, length, this.wide, this.end, this.ph, this.readLength)) return false;
+    this.tags[n] = (((w0 >>> DW0.T9_SHIFT) & 1) << TAG.T9_TAG_BIT) | (((w0 >>> DW0.T8_SHIFT) & 1) << TAG.T8_TAG_BIT) | ((w1 >>> 8) & 0xff);
+    this.bodyOffsets[n] = offset;
+    this.bodyLengths[n] = length;
+    this.count = n + 1;
+    return true;
+  }
+
+  /** Empties the run (and lets go of its buffer). */
+  clear(): void {
+    this.count = 0;
+    this.bytes = EMPTY;
+  }
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ export {
   MemReadView,
   MemWriteView,
   MemWriteRun,
+  MemReadRun,
+  MEM_READ_RUN_MAX,
   BYTE0_MRD,
   BYTE0_MRD64,
   checkMemReadFields,

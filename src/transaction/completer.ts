@@ -10,6 +10,7 @@
  * - Poisoned write data is never written (§2.7.2.2): posted → dropped; non-posted → UR.
  */
 import { Counters, errorMessage, silentLogger, type Logger, type Rng } from '../core/index.js';
+import { PCIE_LIMITS } from '../spec/index.js';
 import {
   CompletionParts,
   checkCompletionFields,
@@ -21,6 +22,7 @@ import {
   type CplStatus,
   type IoTlp,
   type MemTlp,
+  type MemReadRun,
   type MemReadView,
   type MemWriteRun,
   type MemWriteView,
@@ -314,6 +316,59 @@ export class Completer {
     return false;
   }
 
+  /**
+   * A run of reads (the link's onMemReadRun), answered read by read in order from RAM in place,
+   * as the reads one by one would be: each part of the range is routed once, to the one target
+   * that reads it in place (readSpan) past targets that own none of it (disjoint). Returns how
+   * many reads, from the first, were taken: answered, or their completions queued when the link
+   * stopped taking them. `release` frees one read's credits; it is called once per taken read,
+   * when its last completion has left. The rest (a part no target reads in place, an unusual
+   * read) are the caller's to hand over one by one, which also reports what is wrong.
+   */
+  handleMemReadRun(run: MemReadRun, release: () => void): number {
+    if (this.output.sendCompletionData === undefined || this.rng !== undefined) return 0;
+    if (!this.setReadFields(this.completerId, run)) return 0;
+    const f = this.cplFields;
+    const span = this.span;
+    const n = run.count;
+    const length = run.readLength;
+    let i = 0;
+    while (i < n) {
+      // A part of the run: the rest of it if one target reads all of that in place, else the
+      // reads up to the next 4 KiB boundary (which no read crosses), else nothing more.
+      const start = run.address + i * length;
+      let m = n - i;
+      if (!this.readsInPlace(start, m * length, run.requesterId)) {
+        m = Math.min(m, Math.floor((PCIE_LIMITS.PAGE_4K - (start % PCIE_LIMITS.PAGE_4K)) / length));
+        if (m === 0 || m === n - i || !this.readsInPlace(start, m * length, run.requesterId)) return i;
+      }
+      const src = span.bytes;
+      const base = span.offset;
+      for (let k = 0; k < m; k++, i++) {
+        f.tag = run.tags[i]!;
+        if (!this.sendReadParts(start + k * length, length, src, base + k * length, release, true)) return i;
+      }
+    }
+    return n;
+  }
+
+  /** span set to where [start, start + length) is, by the first target that owns any of it; false when none reads it in place. */
+  private readsInPlace(start: number, length: number, requesterId: number): boolean {
+    for (const t of this.memTargets) {
+      if (t.readSpan !== undefined) {
+        let found = false;
+        try {
+          found = t.readSpan(start, length, requesterId, this.span);
+        } catch {
+          found = false; // one by one, the read reports what the target did
+        }
+        if (found) return true;
+      }
+      if (t.disjoint === undefined || !t.disjoint(start, length)) return false;
+    }
+    return false;
+  }
+
   private memWrite(tlp: MemTlp): void {
     const data = tlp.data;
     if (data === undefined) return;
@@ -559,21 +614,29 @@ export class Completer {
    * (RAM), so completions that must wait in the queues get a copy.
    */
   private sendReadData(request: MemReadRequest, src: Uint8Array, base: number, release: () => void, completerId: number, borrowed: boolean): boolean {
-    const send = this.output.sendCompletionData;
-    if (send === undefined || isZeroLengthRead(request.firstBe, request.lengthDw)) return false;
+    if (this.output.sendCompletionData === undefined || isZeroLengthRead(request.firstBe, request.lengthDw)) return false;
+    if (!this.setReadFields(completerId, request)) return false;
+    this.cplFields.tag = request.tag;
+    const start = joinAddress(request.addressHi, request.addressLo) + firstEnabledOffset(request.firstBe);
+    return this.sendReadParts(start, readByteCount(request.firstBe, request.lastBe, request.lengthDw), src, base, release, borrowed);
+  }
+
+  /**
+   * cplFields for the completions of reads with these fields (all but the tag, which the caller
+   * sets); false when sendReadParts must not send them (anything unusual: completionsFor then
+   * builds them, and reports what is wrong).
+   */
+  private setReadFields(completerId: number, r: { requesterId: number; tc: number; ro: boolean; ns: boolean }): boolean {
     const rcb = this.rcb;
     const mps = this.mps;
     if (!(rcb === 64 || rcb === 128) || !(mps >= rcb && mps <= 4096 && (mps & (mps - 1)) === 0)) return false;
-    const start = joinAddress(request.addressHi, request.addressLo) + firstEnabledOffset(request.firstBe);
-    const total = readByteCount(request.firstBe, request.lastBe, request.lengthDw);
-    if (base + total > src.length) return false;
     const f = this.cplFields;
     f.completerId = completerId;
-    f.requesterId = request.requesterId;
-    f.tag = request.tag;
-    f.tc = request.tc;
-    f.ro = request.ro;
-    f.ns = request.ns;
+    f.requesterId = r.requesterId;
+    f.tag = 0;
+    f.tc = r.tc;
+    f.ro = r.ro;
+    f.ns = r.ns;
     f.ido = this.ido;
     f.locked = false;
     try {
@@ -581,6 +644,19 @@ export class Completer {
     } catch {
       return false;
     }
+    return true;
+  }
+
+  /**
+   * The completions of the read of `total` (> 0) bytes at `start`, from src[base, base + total),
+   * with the fields in cplFields (setReadFields, and the tag): as sendReadData says.
+   */
+  private sendReadParts(start: number, total: number, src: Uint8Array, base: number, release: () => void, borrowed: boolean): boolean {
+    if (base + total > src.length) return false;
+    const send = this.output.sendCompletionData!;
+    const rcb = this.rcb;
+    const mps = this.mps;
+    const f = this.cplFields;
     const end = start + total;
     const parts = this.parts;
     parts.count = 0;
@@ -595,7 +671,7 @@ export class Completer {
       const s = start + parts.srcOffset[sent]! - base;
       // The link stopped taking them (credits, congestion): the rest wait in the queues as TLPs.
       const o: CompletionOptions = {
-        completerId,
+        completerId: f.completerId,
         requesterId: f.requesterId,
         tag: f.tag,
         tc: f.tc,

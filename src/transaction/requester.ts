@@ -4,8 +4,10 @@
  *
  * Reads are split into naturally aligned Max_Read_Request_Size pieces (never across 4 KiB), each
  * with its own tag, all in flight at once as far as tags allow: a large DMA read costs about
- * one round trip, not one per piece. Operations waiting for tags are served round-robin, one
- * piece at a time, so a config read is not stuck behind a megabyte of DMA.
+ * one round trip, not one per piece. Operations waiting for tags are served round-robin, a
+ * read up to the end of its 4 KiB block per turn (consecutive requests, which the completer can
+ * answer as one run) and anything else one request per turn, so a config read is not stuck
+ * behind a megabyte of DMA.
  *
  * Completions of one tag arrive in address order (the ordering table forbids parts of one
  * transaction to pass each other), so each part is checked against what must come next: its
@@ -648,7 +650,7 @@ export class Requester {
     return op.dest.length === 0 ? !op.zeroLengthIssued : op.issued < op.dest.length;
   }
 
-  /** Gives free tags to waiting operations, round-robin, one request each. */
+  /** Gives free tags to waiting operations, round-robin: a read to the end of its 4 KiB block, anything else one request. */
   private issueWaiting(): void {
     if (this.issuing) return;
     this.issuing = true;
@@ -663,6 +665,13 @@ export class Requester {
         if (tag < 0) return;
         this.waiting.shift();
         this.issue(op, tag);
+        // A read's turn goes on to the end of its 4 KiB block, as tags allow: consecutive
+        // requests, as a DMA engine fetches (and a run its completer answers at once).
+        while (op.kind === 'read' && this.hasMore(op) && lowBits(op.address + op.issued, PCIE_LIMITS.PAGE_4K) !== 0) {
+          const next = this.tags.tryAlloc();
+          if (next < 0) break;
+          this.issue(op, next);
+        }
         if (this.hasMore(op)) this.waiting.push(op);
       }
     } finally {

@@ -19,7 +19,7 @@ import {
   type Rng,
 } from '../core/index.js';
 import type { LinkPort, LinkState } from '../link/index.js';
-import { tlpClass, type CompletionView, type CplTlp, type MemReadView, type MemWriteRun, type MemWriteView, type MsgTlp, type Tlp } from '../tlp/index.js';
+import { tlpClass, type CompletionView, type CplTlp, type MemReadRun, type MemReadView, type MemWriteRun, type MemWriteView, type MsgTlp, type Tlp } from '../tlp/index.js';
 import { Completer } from './completer.js';
 import { OrderingQueues, type HoldBackOptions, type OrderingMode, type TlpSink } from './ordering-queues.js';
 import { Requester, type CompletionErrorEvent, type CplTimeoutConfig, type RequesterStats } from './requester.js';
@@ -166,6 +166,7 @@ export class TransactionLayer {
     link.onCompletionData = (bytes, v) => this.receiveCompletionData(bytes, v);
     link.onMemWriteRun = (run) => this.receiveMemWriteRun(run);
     link.onMemRead = (bytes, v) => this.receiveMemRead(bytes, v);
+    link.onMemReadRun = (run) => this.receiveMemReadRun(run);
     if (link.onReceiveEnd !== undefined) link.onReceiveEnd = () => this.requester.issueDeferred();
     link.onCreditsAvailable = () => this.queues.requestPump();
     link.onStateChange = (state, reason) => this.linkStateChanged(state, reason);
@@ -296,6 +297,27 @@ export class TransactionLayer {
     }
     return true;
   }
+
+  /**
+   * receive() for a run of MRd: how many, from the first, the completer took (the rest come back
+   * one by one). Each taken read frees its credits once its last completion has left.
+   */
+  private receiveMemReadRun(run: MemReadRun): number {
+    let taken: number;
+    try {
+      taken = this.completer.handleMemReadRun(run, this.releaseRead);
+    } catch (e) {
+      // A bug of ours: which reads were answered is unknown, and answering one twice is worse
+      // than leaving it unanswered (its requester times out); their credits are not freed.
+      this.handlerFailed(run.wide ? 'MRd64' : 'MRd', e);
+      taken = run.count;
+    }
+    this.received += taken;
+    return taken;
+  }
+
+  /** Frees one memory read's credits (the read-run path calls it once per read it took). */
+  private readonly releaseRead = (): void => this.link.releaseCredits('NP', 0);
 
   /** receive() for a run of MWr (the link frees their credits when taken); false hands them back one by one. */
   private receiveMemWriteRun(run: MemWriteRun): boolean {
