@@ -559,7 +559,7 @@ export class Link implements LinkPort {
   sendMemRead(f: MemReadFields, tag: number, address: number, byteLength: number): boolean {
     // No stall is counted here: a caller that is refused queues the read, and that counts it.
     if (this._state !== 'up' || this.tx === undefined || this.congested || !this.tx.canSendClass(CLASS_NP, 0)) return false;
-    const size = address - (address % 4) >= FOUR_GIB ? 16 : 12;
+    const size = address - (address & 3) >= FOUR_GIB ? 16 : 12;
     if (this.writer.length + ITEM_HEADER_BYTES + size > this.batchBytes) this.flush();
     const offset = this.writer.reserveItem(size);
     const n = encodeMemReadInto(this.writer.buffer, offset, f, tag, address, byteLength);
@@ -568,6 +568,34 @@ export class Link implements LinkPort {
     (n === 16 ? this.sent.MRd64 : this.sent.MRd).add();
     this.scheduleFlush();
     return true;
+  }
+
+  /**
+   * sendMemRead for `count` reads of `byteLength` bytes each, one after another from `address`,
+   * with tags[0..count): as many as sendMemRead would send one by one, in order, with the link's
+   * bookkeeping done once; returns how many went.
+   */
+  sendMemReads(f: MemReadFields, tags: Int32Array, count: number, address: number, byteLength: number): number {
+    const tx = this.tx;
+    if (this._state !== 'up' || tx === undefined) return 0;
+    const writer = this.writer;
+    let i = 0;
+    let wide = 0;
+    for (; i < count && !this.congested && tx.canSendClass(CLASS_NP, 0); i++) {
+      const a = address + i * byteLength;
+      const size = a - (a & 3) >= FOUR_GIB ? 16 : 12;
+      if (writer.length + ITEM_HEADER_BYTES + size > this.batchBytes) this.flush();
+      const offset = writer.reserveItem(size);
+      const n = encodeMemReadInto(writer.buffer, offset, f, tags[i]!, a, byteLength);
+      tx.consumeClass(CLASS_NP, 0);
+      writer.commitItem(ITEM.TLP, n);
+      if (n === 16) wide++;
+    }
+    if (i === 0) return 0;
+    if (wide < i) this.sent.MRd.add(i - wide);
+    if (wide > 0) this.sent.MRd64.add(wide);
+    this.scheduleFlush();
+    return i;
   }
 
   /**
@@ -1038,6 +1066,8 @@ export class Link implements LinkPort {
         this.log.error({ err: errorMessage(e) }, 'read-run handler threw');
         taken = n;
       }
+      if (!(taken >= 0 && taken <= n)) taken = n; // not a count: as a handler that threw
+      taken = Math.floor(taken);
     }
     if (taken > 0) (r.wide ? this.received.MRd64 : this.received.MRd).add(taken);
     const bytes = r.bytes;

@@ -430,12 +430,14 @@ export function encodeMemReadInto(out: Uint8Array, offset: number, f: MemReadFie
     throw fieldError('MRd', `the fast path reads 1..4096 bytes at a non-negative address, got ${byteLength} bytes at ${address}`);
   }
   if (!isU(tag, TAG.MAX_10BIT)) throw fieldError('MRd', `tag must be an integer 0..${TAG.MAX_10BIT}, got ${String(tag)}`, 6);
-  const lead = address % 4;
+  // Low bits by masking, not %: on a double that is a library call, and this runs per request.
+  // (A safe integer's low 12 bits survive the mask's 32-bit conversion.)
+  const lead = address & 3;
   const dwAddress = address - lead;
   const lastByte = address + byteLength - 1;
-  const lastLead = lastByte % 4;
+  const lastLead = lastByte & 3;
   const lengthDw = (lastByte - lastLead - dwAddress) / 4 + 1;
-  if ((dwAddress % PCIE_LIMITS.PAGE_4K) + lengthDw * 4 > PCIE_LIMITS.PAGE_4K) {
+  if ((dwAddress & ADDRESS.PAGE_OFFSET_MASK) + lengthDw * 4 > PCIE_LIMITS.PAGE_4K) {
     throw new TlpwireError('ERR_TLP_4K_CROSSING', `MRd: ${byteLength} bytes at ${address} cross a 4-KB boundary (§2.2.7.1)`, { offset: 8 });
   }
   const wide = dwAddress >= FOUR_GIB;

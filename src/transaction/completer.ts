@@ -162,6 +162,8 @@ export class Completer {
   private readonly rcb: number;
   private readonly rng: Rng | undefined;
   private readonly ido: boolean;
+  /** How many reads of the run being answered (handleMemReadRun) were taken so far: where it stopped, should it throw. */
+  runTaken = 0;
   /** Where a read's bytes are (CompleterTarget.readSpan), reused: one read at a time. */
   private readonly span: ByteSpan = { bytes: new Uint8Array(0), offset: 0 };
   private readonly parts = new CompletionParts();
@@ -333,6 +335,7 @@ export class Completer {
     const n = run.count;
     const length = run.readLength;
     let i = 0;
+    this.runTaken = 0;
     while (i < n) {
       // A part of the run: the rest of it if one target reads all of that in place, else the
       // reads up to the next 4 KiB boundary (which no read crosses), else nothing more.
@@ -347,6 +350,7 @@ export class Completer {
       for (let k = 0; k < m; k++, i++) {
         f.tag = run.tags[i]!;
         if (!this.sendReadParts(start + k * length, length, src, base + k * length, release, true)) return i;
+        this.runTaken = i + 1;
       }
     }
     return n;

@@ -123,6 +123,7 @@ export class TransactionLayer {
     // The DMA fast paths, when the link has them (a Link does; test doubles need not).
     if (link.sendMemWrites !== undefined) sink.sendMemWrites = link.sendMemWrites.bind(link);
     if (link.sendMemRead !== undefined) sink.sendMemRead = link.sendMemRead.bind(link);
+    if (link.sendMemReads !== undefined) sink.sendMemReads = link.sendMemReads.bind(link);
     if (link.sendCompletionData !== undefined) sink.sendCompletionData = link.sendCompletionData.bind(link);
     const copyLater = link.copyLater?.bind(link);
     this.queues = new OrderingQueues(
@@ -307,10 +308,12 @@ export class TransactionLayer {
     try {
       taken = this.completer.handleMemReadRun(run, this.releaseRead);
     } catch (e) {
-      // A bug of ours: which reads were answered is unknown, and answering one twice is worse
-      // than leaving it unanswered (its requester times out); their credits are not freed.
+      // A bug of ours, as receiveMemRead handles one: the read being answered is dropped (its
+      // credits freed, its requester times out); those before it were taken, those after it
+      // come one by one.
       this.handlerFailed(run.wide ? 'MRd64' : 'MRd', e);
-      taken = run.count;
+      taken = Math.min(run.count, this.completer.runTaken + 1);
+      this.releaseRead();
     }
     this.received += taken;
     return taken;

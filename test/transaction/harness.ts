@@ -150,3 +150,19 @@ export async function runUntilSettled<T>(clock: VirtualClock, p: Promise<T>): Pr
   }
   return watched;
 }
+
+/** Calls `each` with the bytes of every TLP item of every batch sent on `t` (a tap on a link's wire). */
+export function tapTlps(t: { send: (chunks: readonly Uint8Array[], done?: () => void) => boolean }, each: (tlp: Uint8Array) => void): void {
+  const send = t.send.bind(t);
+  t.send = (chunks, done) => {
+    for (const c of chunks) {
+      for (let off = 4; off < c.length; ) {
+        const len = (c[off + 2]! << 8) | c[off + 3]!;
+        // A copy of its own, as a plain Uint8Array (a Buffer's slice would be a view).
+        if (c[off] === 0x01) each(new Uint8Array(c.subarray(off + 4, off + 4 + len)));
+        off += 4 + len;
+      }
+    }
+    return send(chunks, done);
+  };
+}
