@@ -851,6 +851,10 @@ export class Link implements LinkPort {
         off = body + len;
         if (this.receiveItem(type, p, body, len)) creditsChanged = true;
         if (this.finished) return;
+        if (this.run.count > 0) {
+          off = this.extendRun(p, off, p.length);
+          if (this.finished) return;
+        }
       }
       if (off > from) c.advance(off - from);
       if (c.remaining === 0) break;
@@ -911,9 +915,45 @@ export class Link implements LinkPort {
       off = body + len;
       if (this.receiveItem(type, msg, body, len)) creditsChanged = true;
       if (this.finished) return;
+      if (this.run.count > 0) {
+        off = this.extendRun(msg, off, end);
+        if (this.finished) return;
+      }
     }
     this.flushRun();
     if (creditsChanged) this.onCreditsAvailable();
+  }
+
+  /**
+   * The TLP items of msg[off, end) that continue the open run of writes, added to it as
+   * receiveItem would add them one by one (credits taken, nothing else to do for them), in one
+   * loop; returns where the first item that does not continue it begins (receiveItem's then).
+   * Most of a DMA write's batch goes this way: its TLPs cost their header words and credits.
+   */
+  private extendRun(msg: Uint8Array, off: number, end: number): number {
+    const run = this.run;
+    const rx = this.rx!;
+    const mps = this.maxPayloadSize;
+    while (off + ITEM_HEADER_BYTES <= end && msg[off] === ITEM.TLP) {
+      const len = (msg[off + 2]! << 8) | msg[off + 3]!;
+      const body = off + ITEM_HEADER_BYTES;
+      if (body + len > end || !run.extend(msg, body, len)) break;
+      const dataBytes = run.dataLengths[run.count - 1]!;
+      if (dataBytes > mps) {
+        // Malformed: receiveTlp delivers it alone, to be reported.
+        run.dropLast();
+        break;
+      }
+      const overrun = rx.receiveClass(CLASS_P, dataBytes);
+      if (overrun !== undefined) {
+        run.dropLast();
+        this.flushRun();
+        this.protocolError(`partner sent beyond its ${overrun} credits`);
+        return end;
+      }
+      off = body + len;
+    }
+    return off;
   }
 
   /** One item of a batch, at msg[body, body + len); true when it raised the partner's credit limits. */

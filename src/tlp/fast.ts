@@ -386,6 +386,13 @@ export class MemWriteRun {
     return true;
   }
 
+  /** Takes the last TLP added back out (the run never empties this way: it keeps its first). */
+  dropLast(): void {
+    if (this.count <= 1) return;
+    this.count--;
+    this.length -= this.dataLengths[this.count]!;
+  }
+
   /** Empties the run (and lets go of its buffer). */
   clear(): void {
     this.count = 0;

@@ -440,6 +440,53 @@ describe('malformed TLPs and unknown items', () => {
     expect(unpack(fc[0]![1])).toEqual({ PH: 127 + 25, PD: 2047 + 25 }); // our unscaled window + the freed
   });
 
+  it('a partner that sends beyond its credits inside a run of writes: the writes before are done, then a protocol error', () => {
+    const r = rawPeer({ credits: { PH: 4, PD: 64 }, scales: { PH: 1, PD: 1 }, maxPayloadSize: 128 });
+    const done: number[] = [];
+    r.link.onMemWriteRun = (run) => {
+      for (let i = 0; i < run.count; i++) done.push(run.bytes[run.dataOffsets[i]!]!);
+      return true;
+    };
+    r.link.start();
+    r.raw.send([batch(1, item(ITEM.HELLO, pack(helloObject())))]);
+    r.clock.run();
+    // Five contiguous writes of 16 bytes: one run, the fifth beyond the 4 PH credits.
+    const items = [];
+    for (let i = 0; i < 5; i++) items.push(item(ITEM.TLP, encodeTlp(memWriteTlp({ requesterId: 0x0100, address: 0x9000 + i * 16, data: new Uint8Array(16).fill(i + 1) }))));
+    r.raw.send([batch(1, ...items)]);
+    r.clock.run();
+    expect(done).toEqual([1, 2, 3, 4]);
+    expect(r.link.state).toBe('down');
+    expect(r.link.reason).toBe('protocol error: partner sent beyond its PH credits');
+  });
+
+  it('a write beyond our Max_Payload_Size inside a run of writes is dropped alone; the writes around it are done', () => {
+    const r = rawPeer({ maxPayloadSize: 128 });
+    const done: string[] = [];
+    r.link.onMemWriteRun = (run) => {
+      for (let i = 0; i < run.count; i++) done.push(`${run.bytes[run.dataOffsets[i]!]!}:${run.dataLengths[i]!}`);
+      return true;
+    };
+    r.link.start();
+    r.raw.send([batch(1, item(ITEM.HELLO, pack(helloObject())))]);
+    r.clock.run();
+    const errs: string[] = [];
+    r.link.onMalformedTlp = (e) => errs.push(e.message);
+    // 64, 64, 256 (too large), 64 bytes, each where the previous ended.
+    const sizes = [64, 64, 256, 64];
+    const items = [];
+    let a = 0x9000;
+    for (const [i, n] of sizes.entries()) {
+      items.push(item(ITEM.TLP, encodeTlp(memWriteTlp({ requesterId: 0x0100, address: a, data: new Uint8Array(n).fill(i + 1) }))));
+      a += n;
+    }
+    r.raw.send([batch(1, ...items)]);
+    r.clock.run({ untilNs: 1_000_000 });
+    expect(errs).toEqual(['MWr payload of 256 bytes exceeds Max_Payload_Size 128']);
+    expect(done).toEqual(['1:64', '2:64', '4:64']);
+    expect(r.link.state).toBe('up');
+  });
+
   it('drops a TLP whose payload exceeds our Max_Payload_Size', () => {
     const r = rawPeer({ maxPayloadSize: 128 });
     r.link.start();

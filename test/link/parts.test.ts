@@ -6,8 +6,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { RecordParser, type Transport } from '../../src/link/index.js';
-import type { Tlp } from '../../src/tlp/index.js';
-import { bringUp, linkPair, mrd, mwr } from './helpers.js';
+import { memReadTlp, memWriteTlp, type Tlp } from '../../src/tlp/index.js';
+import { bringUp, linkPair, mrd, mwr, type Pair } from './helpers.js';
 
 function cuts(bytes: Uint8Array, at: readonly number[]): Uint8Array[] {
   const points = [...new Set(at.map((a) => a % (bytes.length + 1)))].sort((x, y) => x - y);
@@ -19,6 +19,20 @@ function cuts(bytes: Uint8Array, at: readonly number[]): Uint8Array[] {
   }
   out.push(bytes.subarray(from));
   return out;
+}
+
+/** The one batch in which `p.a` sends `tlps` (it also goes on to `p.b`). */
+function batchOf(p: Pair, tlps: readonly Tlp[]): Uint8Array {
+  let sent: Uint8Array | undefined;
+  const send = p.ta.send.bind(p.ta);
+  p.ta.send = (chunks, done) => {
+    sent = Uint8Array.from(chunks[0]!);
+    return send(chunks, done);
+  };
+  for (const t of tlps) p.a.sendTlp(t);
+  p.a.flush();
+  expect(sent).toBeDefined();
+  return sent!;
 }
 
 describe('RecordParser with onRecordParts', () => {
@@ -50,16 +64,7 @@ describe('Link.receiveParts', () => {
     bringUp(p);
     // One batch from a with TLPs of several sizes.
     const tlps: Tlp[] = [mwr(256, 1), mrd(512, 3), mwr(4, 2), mwr(64, 9), mrd(4, 4)];
-    let sent: Uint8Array | undefined;
-    const send = p.ta.send.bind(p.ta);
-    p.ta.send = (chunks, done) => {
-      sent = Uint8Array.from(chunks[0]!);
-      return send(chunks, done);
-    };
-    for (const t of tlps) p.a.sendTlp(t);
-    p.a.flush();
-    expect(sent).toBeDefined();
-    const msg = sent!;
+    const msg = batchOf(p, tlps);
     const got: Tlp[] = [];
     p.b.onTlp = (t) => {
       got.push(t);
@@ -74,6 +79,45 @@ describe('Link.receiveParts', () => {
         expect(got).toEqual(tlps);
       }
     }
+    expect(p.b.state).toBe('up');
+  });
+
+  it('with run handlers, a batch of runs in pieces gives the events, credits and counts of the whole batch, for every cut', () => {
+    const p = linkPair();
+    bringUp(p);
+    // Contiguous writes (one run), reads (a read run), writes again: a DMA's batch in short.
+    const tlps: Tlp[] = [];
+    for (let i = 0; i < 12; i++) tlps.push(memWriteTlp({ requesterId: 0x0100, address: 0x4_0000 + i * 64, data: new Uint8Array(64).fill(i) }));
+    for (let i = 0; i < 6; i++) tlps.push(memReadTlp({ requesterId: 0x0100, tag: 300 + i, address: 0x8_0000 + i * 512, byteLength: 512 }));
+    for (let i = 12; i < 20; i++) tlps.push(memWriteTlp({ requesterId: 0x0100, address: 0x4_0000 + i * 64, data: new Uint8Array(64).fill(i) }));
+    const msg = batchOf(p, tlps);
+    const events: string[] = [];
+    p.b.onMemWriteRun = (run) => {
+      for (let i = 0; i < run.count; i++) events.push(`w ${run.bytes[run.dataOffsets[i]!]!} ${run.dataLengths[i]!}`);
+      return true;
+    };
+    p.b.onMemReadRun = (run) => {
+      for (let i = 0; i < run.count; i++) {
+        events.push(`r ${run.tags[i]!}`);
+        p.b.releaseCredits('NP', 0);
+      }
+      return run.count;
+    };
+    p.b.onTlp = (t) => events.push(`tlp ${t.kind}`);
+    const tb = p.tb as Transport;
+    tb.onMessage(msg);
+    const whole = [...events];
+    expect(whole.filter((e) => e.startsWith('w')).length).toBe(20);
+    expect(whole.filter((e) => e.startsWith('r')).length).toBe(6);
+    expect(whole.filter((e) => e.startsWith('tlp'))).toEqual([]);
+    for (let cut = 1; cut < msg.length; cut += 5) {
+      for (const second of [cut + 1, cut + 70, msg.length - 1]) {
+        events.length = 0;
+        tb.onMessageParts!(cuts(msg, second > cut && second < msg.length ? [cut, second] : [cut]));
+        expect(events).toEqual(whole);
+      }
+    }
+    for (const t of ['PH', 'PD', 'NPH'] as const) expect(p.b.creditsHeld(t)).toBe(0);
     expect(p.b.state).toBe('up');
   });
 
