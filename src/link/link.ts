@@ -512,6 +512,7 @@ export class Link implements LinkPort {
     if (!(srcOffset >= 0 && srcOffset + length <= src.length)) {
       throw new TlpwireError('ERR_INTERNAL', `sendMemWrites: source range ${srcOffset}+${length} is outside its ${src.length}-byte buffer`);
     }
+    if (!(mps >= 4 && mps <= 4096 && (mps & (mps - 1)) === 0)) throw new TlpwireError('ERR_INTERNAL', `sendMemWrites: mps ${mps} is not a power of two from 4 to 4096`);
     const end = address + length;
     let a = address;
     let narrow = 0;
@@ -524,7 +525,8 @@ export class Link implements LinkPort {
           this.counters.add('stalls.transport');
           break;
         }
-        const pe = Math.min(end, a - (a % mps) + mps);
+        // (Low bits by masking: % on a double is a library call. mps is a power of two ≤ 4096.)
+        const pe = Math.min(end, a - (a & (mps - 1)) + mps);
         const n = pe - a;
         if (!tx.canSendClass(CLASS_P, n)) {
           this.counters.add('stalls.credits');

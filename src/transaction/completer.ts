@@ -342,7 +342,7 @@ export class Completer {
       const start = run.address + i * length;
       let m = n - i;
       if (!this.readsInPlace(start, m * length, run.requesterId)) {
-        m = Math.min(m, Math.floor((PCIE_LIMITS.PAGE_4K - (start % PCIE_LIMITS.PAGE_4K)) / length));
+        m = Math.min(m, Math.floor((PCIE_LIMITS.PAGE_4K - lowBits(start, PCIE_LIMITS.PAGE_4K)) / length));
         if (m === 0 || m === n - i || !this.readsInPlace(start, m * length, run.requesterId)) return i;
       }
       const src = span.bytes;
