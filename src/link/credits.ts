@@ -217,6 +217,24 @@ export class TxCredits {
     return this.gate(h, 1) && (dataBytes === 0 || this.gate(h + 1, dataCreditsFor(dataBytes)));
   }
 
+  /**
+   * How many TLPs of class index ci with `dataBytes` of payload each canSendClass would let
+   * through one after another, each consumed before the next is asked for: at most `most`.
+   */
+  countClass(ci: number, dataBytes: number, most: number): number {
+    const h = ci * 2;
+    let k = Math.min(most, this.room(h, 1));
+    if (dataBytes > 0 && k > 0) k = Math.min(k, this.room(h + 1, dataCreditsFor(dataBytes)));
+    return k;
+  }
+
+  /** consumeClass for `count` TLPs of `dataBytes` each (call only after countClass said that many). */
+  consumeClassN(ci: number, dataBytes: number, count: number): void {
+    const h = ci * 2;
+    this.add(h, count);
+    if (dataBytes > 0) this.add(h + 1, count * dataCreditsFor(dataBytes));
+  }
+
   /** Records a sent TLP (call only after canSend said yes). */
   consume(cls: TlpClass, dataBytes: number): void {
     this.consumeClass(CLASS_INDEX[cls], dataBytes);
@@ -259,6 +277,18 @@ export class TxCredits {
     const s = this.spec[i]!;
     if (s.infinite) return Infinity;
     return (this.limit[i]! - this.consumed[i]!) & ((1 << s.bits) - 1);
+  }
+
+  /** How many times `per` credits of type i pass the gate, consumed one after another. */
+  private room(i: number, per: number): number {
+    const s = this.spec[i]!;
+    if (s.infinite) return Infinity;
+    const half = 1 << (s.bits - 1);
+    const available = (this.limit[i]! - this.consumed[i]!) & ((1 << s.bits) - 1);
+    // The limit is never more than half the counter range ahead (update() refuses that): then
+    // the gate passes exactly while `per` fits in what is left. Otherwise ask the gate once.
+    if (available > half || per >= half) return this.gate(i, per) ? 1 : 0;
+    return Math.floor(available / per);
   }
 
   private gate(i: number, needed: number): boolean {

@@ -100,6 +100,37 @@ export class BatchWriter {
     this.items++;
   }
 
+  /**
+   * reserveItem for `count` items with bodies of `bodyBytes` each, one after another: returns the
+   * offset of the first body (the i-th is ITEM_HEADER_BYTES + bodyBytes further on per item).
+   * Nothing is committed until commitItems.
+   */
+  reserveItems(count: number, bodyBytes: number): number {
+    if (bodyBytes > ITEM_MAX_BODY_BYTES) throw new TlpwireError('ERR_INTERNAL', `item body of ${bodyBytes} bytes does not fit a u16 length`);
+    if (!this.open) this.begin();
+    if (this.pos - this.start + count * (ITEM_HEADER_BYTES + bodyBytes) > MAX_MESSAGE_BYTES) {
+      throw new TlpwireError('ERR_INTERNAL', `batch would exceed ${MAX_MESSAGE_BYTES} bytes; flush first`);
+    }
+    return this.pos + ITEM_HEADER_BYTES;
+  }
+
+  /** Writes the headers of the `count` items reserveItems placed (each body filled in). */
+  commitItems(count: number, type: number, bodyBytes: number): void {
+    const s = this.slab;
+    let p = this.pos;
+    const hi = bodyBytes >>> 8;
+    const lo = bodyBytes & 0xff;
+    for (let i = 0; i < count; i++) {
+      s[p] = type;
+      s[p + 1] = 0;
+      s[p + 2] = hi;
+      s[p + 3] = lo;
+      p += ITEM_HEADER_BYTES + bodyBytes;
+    }
+    this.pos = p;
+    this.items += count;
+  }
+
   /** Appends an item whose body already exists (control items). */
   appendItem(type: number, body: Uint8Array): void {
     const offset = this.reserveItem(body.length);

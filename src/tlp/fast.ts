@@ -136,6 +136,40 @@ export function encodeMemWriteHeaderInto(out: Uint8Array, offset: number, f: Mem
   return hdr;
 }
 
+/**
+ * encodeMemWriteHeaderInto for `count` writes of `length` bytes each, one after another from
+ * `address` (each within its own 4 KB page: a sender's MPS pieces), all below 4 GiB or all at or
+ * above it; their headers go `stride` bytes apart from `offset`. Returns the header size. The
+ * first header is encodeMemWriteHeaderInto's; the others share its first two DWs.
+ */
+export function encodeMemWriteHeadersInto(out: Uint8Array, offset: number, stride: number, f: MemWriteFields, address: number, length: number, count: number): number {
+  const hdr = encodeMemWriteHeaderInto(out, offset, f, address, length);
+  if (count <= 1) return hdr;
+  const last = address + (count - 1) * length;
+  if (!(Number.isSafeInteger(last) && last >= FOUR_GIB === address >= FOUR_GIB && stride >= hdr + length && offset + (count - 1) * stride + hdr + length <= out.length)) {
+    throw fieldError('MWr', `${count} writes of ${length} bytes from ${address} (headers ${stride} bytes apart at ${offset}) do not fit one header form and the buffer`);
+  }
+  const dw0 = getU32(out, offset);
+  const dw1 = getU32(out, offset + 4);
+  const wide = hdr === TLP_SIZE.HEADER_4DW;
+  let o = offset + stride;
+  for (let i = 1; i < count; i++, o += stride) {
+    const a = address + i * length;
+    if ((a & ADDRESS.PAGE_OFFSET_MASK) + length > PCIE_LIMITS.PAGE_4K) {
+      throw new TlpwireError('ERR_TLP_4K_CROSSING', `MWr: ${length} bytes at ${a} cross a 4-KB boundary (§2.2.7.1)`, { offset: 8 });
+    }
+    putU32(out, o, dw0);
+    putU32(out, o + 4, dw1);
+    if (wide) {
+      putU32(out, o + 8, Math.floor(a / FOUR_GIB));
+      putU32(out, o + 12, a >>> 0);
+    } else {
+      putU32(out, o + 8, a);
+    }
+  }
+  return hdr;
+}
+
 /** A received memory request's header fields, as the fast parsers read them. */
 class MemRequestView {
   wide = false;

@@ -34,6 +34,7 @@ export {
   encodeCompletionHeaderInto,
   encodeMemWriteInto,
   encodeMemWriteHeaderInto,
+  encodeMemWriteHeadersInto,
   parseCompletionData,
   parseMemWrite,
   type CompletionFields,

@@ -15,6 +15,7 @@ import type {
   CplTlp,
   IoTlp,
   MemTlp,
+  MemWriteFields,
   MsgTlp,
   Tlp,
   TlpHeaderBits,
@@ -320,3 +321,13 @@ export const ALL_KINDS: readonly TlpKind[] = [
 
 /** A valid TLP of any kind, every kind equally likely. */
 export const arbTlp: fc.Arbitrary<Tlp> = fc.oneof(...ALL_KINDS.map((k) => arbTlpOfKind(k)));
+
+/** The fields of a whole-DW DMA write (src/tlp MemWriteFields). */
+export const arbMemWriteFields: fc.Arbitrary<MemWriteFields> = fc.record({
+  requesterId: fc.integer({ min: 0, max: 0xffff }),
+  tc: fc.integer({ min: 0, max: 7 }),
+  ro: fc.boolean(),
+  ns: fc.boolean(),
+  ido: fc.boolean(),
+  th: fc.boolean(),
+});

@@ -27,19 +27,12 @@ import {
   type MemTlp,
   type MemWriteFields,
 } from '../../src/tlp/index.js';
-import { arbTlpOfKind } from './arbitraries.js';
+import { arbMemWriteFields, arbTlpOfKind } from './arbitraries.js';
 import { goldenEncode } from './golden-builder.js';
 
 const FOUR_GIB = 0x1_0000_0000;
 
-const arbWriteFields: fc.Arbitrary<MemWriteFields> = fc.record({
-  requesterId: fc.integer({ min: 0, max: 0xffff }),
-  tc: fc.integer({ min: 0, max: 7 }),
-  ro: fc.boolean(),
-  ns: fc.boolean(),
-  ido: fc.boolean(),
-  th: fc.boolean(),
-});
+const arbWriteFields = arbMemWriteFields;
 
 /** A whole-DW write that does not cross 4 KiB, below or above 4 GiB. */
 const arbWrite = fc
