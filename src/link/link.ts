@@ -17,7 +17,7 @@ import {
   type Logger,
   type TimerHandle,
 } from '../core/index.js';
-import { CREDIT_TYPES, MPS_BYTES } from '../spec/index.js';
+import { CREDIT_TYPES, MPS_BYTES, TLP_SIZE } from '../spec/index.js';
 import {
   CompletionView,
   MemReadView,
@@ -30,6 +30,7 @@ import {
   encodeMemReadInto,
   encodeMemWriteHeaderInto,
   encodeMemWriteHeadersInto,
+  BYTE0_CPLD,
   encodeTlpInto,
   encodeValidatedTlpInto,
   encodedLength,
@@ -946,10 +947,57 @@ export class Link implements LinkPort {
       if (this.run.count > 0) {
         off = this.extendRun(msg, off, end);
         if (this.finished) return;
+      } else if (type === ITEM.TLP && msg[body] === BYTE0_CPLD) {
+        off = this.receiveCompletions(msg, off, end);
+        if (this.finished) return;
       }
     }
     this.flushRun();
     if (creditsChanged) this.onCreditsAvailable();
+  }
+
+  /**
+   * The CplD items of msg[off, end) that follow one, each handled as receiveItem would handle
+   * it (credits taken, the fast path's handler, else decoded for onTlp), in one loop; returns
+   * where the first item that is not such a CplD begins (receiveItem's then). Most of a DMA
+   * read's answer goes this way.
+   */
+  private receiveCompletions(msg: Uint8Array, off: number, end: number): number {
+    const handler = this.onCompletionData;
+    const rx = this.rx;
+    if (handler === undefined || rx === undefined || this._state !== 'up' || this.run.count + this.readRun.count > 0) return off;
+    const v = this.completionView;
+    const mps = this.maxPayloadSize;
+    const counter = this.received.CplD;
+    let taken = 0;
+    while (off + ITEM_HEADER_BYTES + TLP_SIZE.HEADER_3DW <= end && msg[off] === ITEM.TLP && msg[off + ITEM_HEADER_BYTES] === BYTE0_CPLD) {
+      const len = (msg[off + 2]! << 8) | msg[off + 3]!;
+      const body = off + ITEM_HEADER_BYTES;
+      if (body + len > end) break;
+      off = body + len;
+      const dataBytes = rawTlpDataBytes(msg, body, len);
+      const overrun = rx.receiveClass(CLASS_CPL, dataBytes);
+      if (overrun !== undefined) {
+        this.protocolError(`partner sent beyond its ${overrun} credits`);
+        break;
+      }
+      let done = false;
+      if (dataBytes <= mps && parseCompletionData(msg, body, len, v)) {
+        try {
+          done = handler(msg, v);
+        } catch (e) {
+          // As receiveFast: the consumer's bug must not take the link (and the batch) down.
+          this.counters.add('errors.consumer');
+          this.log.error({ err: errorMessage(e) }, 'fast receive handler threw');
+          done = true;
+        }
+      }
+      if (done) taken++;
+      else this.deliverDecoded(msg, body, len, CLASS_CPL, dataBytes);
+      if (this.finished) break;
+    }
+    if (taken > 0) counter.add(taken);
+    return off;
   }
 
   /**
@@ -1147,6 +1195,11 @@ export class Link implements LinkPort {
   /** A TLP whose credits were taken: the fast paths, else decoded for onTlp. */
   private deliverTlp(msg: Uint8Array, body: number, len: number, ci: number, dataBytes: number): void {
     if (ci >= 0 && dataBytes <= this.maxPayloadSize && this.receiveFast(msg, body, len, ci)) return;
+    this.deliverDecoded(msg, body, len, ci, dataBytes);
+  }
+
+  /** deliverTlp past the fast paths: decoded (or reported malformed) for onTlp. */
+  private deliverDecoded(msg: Uint8Array, body: number, len: number, ci: number, dataBytes: number): void {
     // onTlp's handlers may do anything, writing memory included.
     this.runCopies();
     if (this.transport.reusesReceiveMemory === true) {

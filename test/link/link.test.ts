@@ -487,6 +487,59 @@ describe('malformed TLPs and unknown items', () => {
     expect(r.link.state).toBe('up');
   });
 
+  it('a stream of CplD: each one the fast handler takes, declines (then decoded for onTlp), throws on, or finds too large, handled as alone', () => {
+    const r = rawPeer({ maxPayloadSize: 128 });
+    const fast: number[] = [];
+    const slow: number[] = [];
+    r.link.onCompletionData = (_bytes, v) => {
+      if (v.tag === 3) return false; // declined: onTlp gets it decoded
+      if (v.tag === 5) throw new Error('consumer bug');
+      fast.push(v.tag);
+      r.link.releaseCredits('Cpl', v.dataLength);
+      return true;
+    };
+    r.link.onTlp = (t) => {
+      if (t.kind === 'CplD') slow.push(t.tag);
+      r.link.releaseCredits('Cpl', t.data?.length ?? 0);
+    };
+    const errs: string[] = [];
+    r.link.onMalformedTlp = (e) => errs.push(e.message);
+    r.link.start();
+    r.raw.send([batch(1, item(ITEM.HELLO, pack(helloObject())))]);
+    r.clock.run();
+    // Tags 1..8 in one batch; tag 7 carries 256 bytes, beyond our MPS of 128.
+    const items = [];
+    for (let tag = 1; tag <= 8; tag++) items.push(item(ITEM.TLP, encodeTlp(cpld(tag === 7 ? 256 : 64, tag))));
+    r.raw.send([batch(1, ...items)]);
+    r.clock.run({ untilNs: 1_000_000 });
+    expect(fast).toEqual([1, 2, 4, 6, 8]);
+    expect(slow).toEqual([3]);
+    expect(errs).toEqual(['CplD payload of 256 bytes exceeds Max_Payload_Size 128']);
+    expect(r.link.counters.get('errors.consumer')).toBe(1);
+    // Counted once each: the five taken, the thrown-on one, and the declined one (by onTlp's path).
+    expect(r.link.counters.get('tlp.received.CplD')).toBe(7);
+    expect(r.link.state).toBe('up');
+  });
+
+  it('a stream of CplD beyond finite completion credits is a protocol error after those within them', () => {
+    const r = rawPeer({ credits: { CplH: 3, CplD: 64 }, scales: { CplH: 1, CplD: 1 }, maxPayloadSize: 128 });
+    const fast: number[] = [];
+    r.link.onCompletionData = (_bytes, v) => {
+      fast.push(v.tag);
+      return true; // (credits kept: the fourth is beyond the three headers)
+    };
+    r.link.start();
+    r.raw.send([batch(1, item(ITEM.HELLO, pack(helloObject())))]);
+    r.clock.run();
+    const items = [];
+    for (let tag = 1; tag <= 5; tag++) items.push(item(ITEM.TLP, encodeTlp(cpld(16, tag))));
+    r.raw.send([batch(1, ...items)]);
+    r.clock.run();
+    expect(fast).toEqual([1, 2, 3]);
+    expect(r.link.state).toBe('down');
+    expect(r.link.reason).toBe('protocol error: partner sent beyond its CplH credits');
+  });
+
   it('drops a TLP whose payload exceeds our Max_Payload_Size', () => {
     const r = rawPeer({ maxPayloadSize: 128 });
     r.link.start();
