@@ -345,6 +345,30 @@ export class RxCredits {
     return undefined;
   }
 
+  /**
+   * Credits of type index i (CREDIT_TYPES order) the partner may still send, Infinity when they
+   * are infinite: receiveClass passes exactly while what TLPs need fits in it. (0 in a state the
+   * protocol never reaches, the advertised limit more than half the counter range ahead.)
+   */
+  roomOf(i: number): number {
+    const s = this.spec[i]!;
+    if (s.infinite) return Infinity;
+    const room = (this.advertised[i]! - this.received[i]!) & ((1 << s.bits) - 1);
+    return room > 1 << (s.bits - 1) ? 0 : room;
+  }
+
+  /**
+   * receiveClass for `count` TLPs of class index ci with `dataCredits` data credits in all (the
+   * sum of dataCreditsFor over them), when roomOf said they fit: returns what receiveClass would
+   * for the last of them.
+   */
+  receiveClassN(ci: number, count: number, dataCredits: number): CreditType | undefined {
+    const h = ci * 2;
+    if (!this.take(h, count)) return CREDIT_TYPES[h];
+    if (dataCredits > 0 && !this.take(h + 1, dataCredits)) return CREDIT_TYPES[h + 1];
+    return undefined;
+  }
+
   /** The consumer freed the buffer space of a TLP. Throws on releasing more than was received. */
   /** Returns whether finite credits were freed (an update may be due); infinite ones only balance the books. */
   release(cls: TlpClass, dataBytes: number): boolean {

@@ -880,10 +880,7 @@ export class Link implements LinkPort {
         off = body + len;
         if (this.receiveItem(type, p, body, len)) creditsChanged = true;
         if (this.finished) return;
-        if (this.run.count > 0) {
-          off = this.extendRun(p, off, p.length);
-          if (this.finished) return;
-        }
+        if (this.run.count > 0) off = this.extendRun(p, off, p.length);
       }
       if (off > from) c.advance(off - from);
       if (c.remaining === 0) break;
@@ -946,7 +943,6 @@ export class Link implements LinkPort {
       if (this.finished) return;
       if (this.run.count > 0) {
         off = this.extendRun(msg, off, end);
-        if (this.finished) return;
       } else if (type === ITEM.TLP && msg[body] === BYTE0_CPLD) {
         off = this.receiveCompletions(msg, off, end);
         if (this.finished) return;
@@ -1010,25 +1006,28 @@ export class Link implements LinkPort {
     const run = this.run;
     const rx = this.rx!;
     const mps = this.maxPayloadSize;
+    // The credits are taken for all of them at the end, as many as fit in what the partner may
+    // still send; one that does not fit goes on alone (receiveTlp reports the overrun).
+    const roomH = rx.roomOf(CLASS_P * 2);
+    const roomD = rx.roomOf(CLASS_P * 2 + 1);
+    let heads = 0;
+    let data = 0;
     while (off + ITEM_HEADER_BYTES <= end && msg[off] === ITEM.TLP) {
       const len = (msg[off + 2]! << 8) | msg[off + 3]!;
       const body = off + ITEM_HEADER_BYTES;
       if (body + len > end || !run.extend(msg, body, len)) break;
       const dataBytes = run.dataLengths[run.count - 1]!;
-      if (dataBytes > mps) {
-        // Malformed: receiveTlp delivers it alone, to be reported.
+      const d = dataCreditsFor(dataBytes);
+      if (dataBytes > mps || heads + 1 > roomH || data + d > roomD) {
+        // Too large (malformed, reported alone) or beyond the credits: receiveTlp's to handle.
         run.dropLast();
         break;
       }
-      const overrun = rx.receiveClass(CLASS_P, dataBytes);
-      if (overrun !== undefined) {
-        run.dropLast();
-        this.flushRun();
-        this.protocolError(`partner sent beyond its ${overrun} credits`);
-        return end;
-      }
+      heads++;
+      data += d;
       off = body + len;
     }
+    if (heads > 0) rx.receiveClassN(CLASS_P, heads, data);
     return off;
   }
 

@@ -7,7 +7,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ITEM, TxCredits, dataCreditsFor, type CreditAdvertisement, type ScaleFactor } from '../../src/link/index.js';
+import { ITEM, RxCredits, TxCredits, dataCreditsFor, type CreditAdvertisement, type ScaleFactor } from '../../src/link/index.js';
 import { BatchWriter } from '../../src/link/framing.js';
 import { encodeMemWriteHeaderInto, encodeMemWriteHeadersInto, memWriteTlp, type MemWriteFields } from '../../src/tlp/index.js';
 import { arbMemWriteFields } from '../tlp/arbitraries.js';
@@ -77,6 +77,54 @@ describe('TxCredits.countClass', () => {
     };
     expect(new TxCredits(adv).countClass(CLASS_P, 256, 1000)).toBe(1000);
     expect(dataCreditsFor(256)).toBe(16);
+  });
+});
+
+describe('RxCredits.roomOf and receiveClassN', () => {
+  it('TLPs that fit in roomOf, taken together, leave the counters as receiveClass one by one; the first that does not fit overruns', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom<ScaleFactor>(1, 4, 16),
+        fc.integer({ min: 1, max: 127 }),
+        fc.integer({ min: 16, max: 2047 }),
+        fc.array(fc.integer({ min: 1, max: 64 }).map((dw) => dw * 4), { minLength: 1, maxLength: 200 }),
+        fc.integer({ min: 0, max: 3000 }),
+        (scale, ph, pd, sizes, preReceived) => {
+          const adv: CreditAdvertisement = {
+            credits: { PH: ph * scale, PD: pd * scale, NPH: 0, NPD: 0, CplH: 0, CplD: 0 },
+            scale: { PH: scale, PD: scale, NPH: 1, NPD: 1, CplH: 1, CplD: 1 },
+          };
+          const one = new RxCredits(adv);
+          const many = new RxCredits(adv);
+          // Traffic first, released and updated, so that the counters are anywhere (wrapped too).
+          for (let i = 0; i < preReceived; i++) {
+            for (const r of [one, many]) {
+              expect(r.receiveClass(CLASS_P, 16)).toBeUndefined();
+              r.release('P', 16);
+              r.takeUpdate();
+            }
+          }
+          let heads = 0;
+          let data = 0;
+          const roomH = many.roomOf(0);
+          const roomD = many.roomOf(1);
+          for (const bytes of sizes) {
+            const fits = heads + 1 <= roomH && data + dataCreditsFor(bytes) <= roomD;
+            const overrun = one.receiveClass(CLASS_P, bytes);
+            expect(overrun === undefined).toBe(fits);
+            if (!fits) break;
+            heads++;
+            data += dataCreditsFor(bytes);
+          }
+          if (heads > 0) expect(many.receiveClassN(CLASS_P, heads, data)).toBeUndefined();
+          expect(many.heldOf(0)).toBe(heads);
+          expect(many.heldOf(1)).toBe(data);
+          expect(many.roomOf(0)).toBe(roomH - heads);
+          expect(many.roomOf(1)).toBe(roomD - data);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
 
