@@ -668,7 +668,57 @@ export class Link implements LinkPort {
     return i;
   }
 
-  /** The deferred copies, now; one that cannot be done is counted and logged (the others are done). */
+  /**
+   * sendCompletionData for `count` reads one after another, with the link's bookkeeping done
+   * once: read r's completions are `parts` with their source `r × stride` further on and the tag
+   * tags[first + r] (their byte counts and lower addresses the same for every read: the caller's
+   * reads are `stride` bytes apart, a multiple of 128 and of the parts' MPS blocks). All of a
+   * read's completions go or none: returns how many reads went (0 with finite completion
+   * credits: sendCompletionData then, read by read).
+   */
+  sendCompletionRun(f: CompletionFields, tags: Uint16Array, first: number, count: number, src: Uint8Array, parts: CompletionParts, stride: number): number {
+    const tx = this.tx;
+    const n = parts.count;
+    if (this._state !== 'up' || tx === undefined || n === 0 || count <= 0 || !tx.infiniteClass(CLASS_CPL)) return 0;
+    if (!(stride > 0 && (stride & 127) === 0 && first >= 0 && first + count <= tags.length)) {
+      throw new TlpwireError('ERR_INTERNAL', `sendCompletionRun: ${count} reads ${stride} bytes apart from tag index ${first} of ${tags.length}`);
+    }
+    let readBytes = 0; // what one read's completions take in a batch
+    for (let i = 0; i < n; i++) {
+      const o = parts.srcOffset[i]!;
+      if (!(o >= 0 && o + parts.bytes[i]! + (count - 1) * stride <= src.length)) {
+        throw new TlpwireError('ERR_INTERNAL', `sendCompletionRun: source range ${o}+${parts.bytes[i]!} (+${count - 1} × ${stride}) is outside its ${src.length}-byte buffer`);
+      }
+      readBytes += ITEM_HEADER_BYTES + 12 + ((parts.lead[i]! + parts.bytes[i]! + 3) & ~3);
+    }
+    const writer = this.writer;
+    const copies = this.copies;
+    let r = 0;
+    for (; r < count; r++) {
+      // A read's completions all in one batch: a flush between them could leave it half sent.
+      if (writer.length + readBytes > this.batchBytes) this.flush();
+      if (this.congested) break;
+      f.tag = tags[first + r]!;
+      const shift = r * stride;
+      for (let i = 0; i < n; i++) {
+        const lead = parts.lead[i]!;
+        const bytes = parts.bytes[i]!;
+        const size = 12 + ((lead + bytes + 3) & ~3);
+        const offset = writer.reserveItem(size);
+        const out = writer.buffer;
+        const len = encodeCompletionHeaderInto(out, offset, f, parts.byteCount[i]!, parts.lowerAddress[i]!, lead, bytes);
+        copies.add(out, offset + 12 + lead, src, parts.srcOffset[i]! + shift, bytes);
+        writer.commitItem(ITEM.TLP, len);
+      }
+    }
+    if (r === 0) return 0;
+    if (!this.receiving) this.runCopies();
+    (f.locked ? this.sent.CplDLk : this.sent.CplD).add(r * n);
+    this.scheduleFlush();
+    return r;
+  }
+
+  /** The deferred copies, now; one that cannot be done is counted and logged (the others are done). */  /** The deferred copies, now; one that cannot be done is counted and logged (the others are done). */
   private runCopies(): void {
     const failed = this.copies.run();
     if (failed === 0) return;

@@ -51,6 +51,8 @@ export interface LinkPort {
    */
   sendMemWrites?(f: MemWriteFields, address: number, src: Uint8Array, srcOffset: number, length: number, mps: number): number;
   sendCompletionData?(f: CompletionFields, src: Uint8Array, parts: CompletionParts): number;
+  /** Optional: sendCompletionData for reads `stride` bytes apart with the same parts (Link.sendCompletionRun); how many reads went, each whole. */
+  sendCompletionRun?(f: CompletionFields, tags: Uint16Array, first: number, count: number, src: Uint8Array, parts: CompletionParts, stride: number): number;
   /**
    * Optional: copies src[srcOffset, srcOffset + length) to dst[dstOffset…] before the received
    * batch being worked through is done (at once outside one), together with other such copies.

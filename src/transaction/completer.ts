@@ -149,6 +149,8 @@ export interface CompletionOutput {
   enqueue(tlp: Tlp, options?: EnqueueOptions): void;
   /** Optional fast path (OrderingQueues.sendCompletionData): how many of a read's completions went; the rest must be enqueued. */
   sendCompletionData?(f: CompletionFields, src: Uint8Array, parts: CompletionParts): number;
+  /** Optional (OrderingQueues.sendCompletionRun): sendCompletionData for reads one after another; how many reads went, each whole. */
+  sendCompletionRun?(f: CompletionFields, tags: Uint16Array, first: number, count: number, src: Uint8Array, parts: CompletionParts, stride: number): number;
 }
 
 export class Completer {
@@ -347,7 +349,17 @@ export class Completer {
       }
       const src = span.bytes;
       const base = span.offset;
-      for (let k = 0; k < m; k++, i++) {
+      let k = 0;
+      // Reads a multiple of 128 bytes and of MPS apart split alike, with the same byte counts and
+      // lower addresses: their completions go to the link together, from one read's parts.
+      const sendRun = this.output.sendCompletionRun;
+      if (sendRun !== undefined && m > 1 && (length & 127) === 0 && length % this.mps === 0 && this.readParts(start, length, base)) {
+        k = sendRun.call(this.output, f, run.tags, i, m, src, this.parts, length);
+        for (let r = 0; r < k; r++) release();
+        i += k;
+        this.runTaken = i;
+      }
+      for (; k < m; k++, i++) {
         f.tag = run.tags[i]!;
         if (!this.sendReadParts(start + k * length, length, src, base + k * length, release, true)) return i;
         this.runTaken = i + 1;
@@ -651,6 +663,21 @@ export class Completer {
     return true;
   }
 
+  /** parts set to the completions of the read of `total` (> 0) bytes at `start` whose first byte is src[base]; false when they are too many. */
+  private readParts(start: number, total: number, base: number): boolean {
+    const rcb = this.rcb;
+    const mps = this.mps;
+    const end = start + total;
+    const parts = this.parts;
+    parts.count = 0;
+    for (let s = start; s < end; ) {
+      const e = completionPartEnd(s, end, rcb, mps);
+      if (!parts.push(end - s, lowerAddressOf(s), base + s - start, lowBits(s, 4), e - s)) return false;
+      s = e;
+    }
+    return true;
+  }
+
   /**
    * The completions of the read of `total` (> 0) bytes at `start`, from src[base, base + total),
    * with the fields in cplFields (setReadFields, and the tag): as sendReadData says.
@@ -663,12 +690,7 @@ export class Completer {
     const f = this.cplFields;
     const end = start + total;
     const parts = this.parts;
-    parts.count = 0;
-    for (let s = start; s < end; ) {
-      const e = completionPartEnd(s, end, rcb, mps);
-      if (!parts.push(end - s, lowerAddressOf(s), base + s - start, lowBits(s, 4), e - s)) return false;
-      s = e;
-    }
+    if (!this.readParts(start, total, base)) return false;
     const sent = send.call(this.output, f, src, parts);
     if (sent === 0) return false;
     if (sent < parts.count) {

@@ -40,6 +40,7 @@ export interface TlpSink {
   sendMemReads?: LinkPort['sendMemReads'];
   sendMemWrites?: LinkPort['sendMemWrites'];
   sendCompletionData?: LinkPort['sendCompletionData'];
+  sendCompletionRun?: LinkPort['sendCompletionRun'];
 }
 
 /**
@@ -388,6 +389,15 @@ export class OrderingQueues {
     if (!this.directNow || send === undefined) return 0;
     const sent = send.call(this.sink, f, src, parts);
     if (sent > 0) this.sentDirect(sent);
+    return sent;
+  }
+
+  /** sendCompletionData for reads one after another (LinkPort.sendCompletionRun): how many reads went, each whole (0 when something waits in the queues). */
+  sendCompletionRun(f: CompletionFields, tags: Uint16Array, first: number, count: number, src: Uint8Array, parts: CompletionParts, stride: number): number {
+    const send = this.sink.sendCompletionRun;
+    if (!this.directNow || send === undefined) return 0;
+    const sent = send.call(this.sink, f, tags, first, count, src, parts, stride);
+    if (sent > 0) this.sentDirect(sent * parts.count);
     return sent;
   }
 

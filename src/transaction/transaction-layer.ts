@@ -125,6 +125,7 @@ export class TransactionLayer {
     if (link.sendMemRead !== undefined) sink.sendMemRead = link.sendMemRead.bind(link);
     if (link.sendMemReads !== undefined) sink.sendMemReads = link.sendMemReads.bind(link);
     if (link.sendCompletionData !== undefined) sink.sendCompletionData = link.sendCompletionData.bind(link);
+    if (link.sendCompletionRun !== undefined) sink.sendCompletionRun = link.sendCompletionRun.bind(link);
     const copyLater = link.copyLater?.bind(link);
     this.queues = new OrderingQueues(
       sink,

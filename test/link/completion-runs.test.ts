@@ -1,0 +1,110 @@
+/**
+ * Link.sendCompletionRun: the completions of reads one after another, from one read's parts. What
+ * must hold: the same TLP items as sendCompletionData read by read, every read whole or not at
+ * all, and nothing sent where it cannot hold (finite completion credits, a bad stride or range).
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { CompletionParts, type CompletionFields } from '../../src/tlp/index.js';
+import { bringUp, linkPair, type Pair } from './helpers.js';
+
+/** The TLP items `p.a` sends while `send` runs, as hex, batch by batch joined. */
+function wire(p: Pair, send: () => void): string[] {
+  const items: string[] = [];
+  const orig = p.ta.send.bind(p.ta);
+  p.ta.send = (chunks, done) => {
+    for (const c of chunks) {
+      for (let off = 4; off < c.length; ) {
+        const len = (c[off + 2]! << 8) | c[off + 3]!;
+        if (c[off] === 0x01) items.push(Buffer.from(c.subarray(off + 4, off + 4 + len)).toString('hex'));
+        off += 4 + len;
+      }
+    }
+    return orig(chunks, done);
+  };
+  send();
+  p.a.flush();
+  p.ta.send = orig;
+  return items;
+}
+
+/** One read's parts at RCB 64 and MPS `mps`: `total` bytes at `start`, src offset `base`. */
+function partsOf(start: number, total: number, base: number, mps: number): CompletionParts {
+  const parts = new CompletionParts();
+  const end = start + total;
+  for (let s = start; s < end; ) {
+    // As completionsFor splits: at RCB multiples, never past an MPS block.
+    const e = Math.min(end, s - (s % mps) + mps);
+    parts.push(end - s, s & 0x7f, base + s - start, s & 3, e - s);
+    s = e;
+  }
+  return parts;
+}
+
+const fields = (): CompletionFields => ({ completerId: 0, requesterId: 0x0100, tag: 0, tc: 1, ro: false, ns: true, ido: false, locked: false });
+
+describe('Link.sendCompletionRun', () => {
+  it('sends the items sendCompletionData sends read by read, each read whole', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(128, 256, 512),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 0, max: 31 }).map((dw) => dw * 4),
+        (mps, blocks, count, lead) => {
+          const stride = mps * blocks;
+          const src = new Uint8Array((count + 1) * stride + 64).map((_, i) => (i * 7 + 3) & 0xff);
+          const tags = Uint16Array.from({ length: count + 3 }, (_, i) => 256 + ((i * 37) % 768));
+          const start = 0x4_0000 + lead;
+          const total = stride - lead; // the first read starts `lead` into its block, the rest whole
+          const byRun = linkPair();
+          bringUp(byRun);
+          const one = linkPair();
+          bringUp(one);
+          let sent = 0;
+          const a = wire(byRun, () => {
+            // Reads 2.. are whole blocks; read 1 is its own (it starts `lead` in).
+            sent = byRun.a.sendCompletionRun({ ...fields(), tag: 0 }, tags, 3, count, src, partsOf(start + total, stride, lead + total, mps), stride);
+          });
+          expect(sent).toBe(count);
+          const b = wire(one, () => {
+            for (let r = 0; r < count; r++) {
+              const q = partsOf(start + total + r * stride, stride, lead + total + r * stride, mps);
+              expect(one.a.sendCompletionData({ ...fields(), tag: tags[3 + r]! }, src, q)).toBe(q.count);
+            }
+          });
+          expect(a).toEqual(b);
+          expect(a.length).toBe(count * blocks); // each whole read is `blocks` MPS-sized completions
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('sends nothing with finite completion credits, and refuses a stride or a range it cannot take', () => {
+    const finite = linkPair({}, { credits: { CplH: 8, CplD: 256 }, scales: { CplH: 1, CplD: 1 } });
+    bringUp(finite);
+    const src = new Uint8Array(8192);
+    const tags = Uint16Array.from({ length: 8 }, (_, i) => 300 + i);
+    expect(finite.a.sendCompletionRun(fields(), tags, 0, 4, src, partsOf(0x1000, 512, 0, 256), 512)).toBe(0);
+    const p = linkPair();
+    bringUp(p);
+    // ERR_INTERNAL (a caller's bug), each naming the method.
+    expect(() => p.a.sendCompletionRun(fields(), tags, 0, 4, src, partsOf(0x1000, 512, 0, 256), 500)).toThrow(/sendCompletionRun: 4 reads 500 bytes apart/);
+    expect(() => p.a.sendCompletionRun(fields(), tags, 6, 4, src, partsOf(0x1000, 512, 0, 256), 512)).toThrow(/from tag index 6 of 8/);
+    expect(() => p.a.sendCompletionRun(fields(), tags, 0, 8, src.subarray(0, 3000), partsOf(0x1000, 512, 0, 256), 512)).toThrow(/outside its 3000-byte buffer/);
+    expect(p.a.counters.get('tlp.sent.CplD') ?? 0).toBe(0);
+  });
+
+  it('stops between reads, never inside one, when the transport is congested', () => {
+    const p = linkPair({ batchBytes: 16392 }, {}, { highWaterBytes: 1024, latencyNs: 10_000 });
+    bringUp(p);
+    const src = new Uint8Array(64 * 512).fill(9);
+    const tags = Uint16Array.from({ length: 64 }, (_, i) => 256 + i);
+    const parts = partsOf(0x8000, 512, 0, 256);
+    const sent = p.a.sendCompletionRun(fields(), tags, 0, 64, src, parts, 512);
+    expect(sent).toBeGreaterThan(0);
+    expect(sent).toBeLessThan(64);
+    expect(p.a.counters.get('tlp.sent.CplD')).toBe(sent * parts.count);
+  });
+});
