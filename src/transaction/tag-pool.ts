@@ -16,6 +16,8 @@ export class TagPool {
   private use10 = false;
   private count = 0;
   private readonly limit: number;
+  /** capacity, kept (tryAlloc asks it per request). */
+  private cap: number;
 
   /** `maxOutstanding` caps tags in use below what the tag width allows. */
   constructor(options: { maxOutstanding?: number } = {}) {
@@ -25,11 +27,13 @@ export class TagPool {
     }
     for (let t = 0; t < TAGS.COUNT_8BIT; t++) this.free8.push(t);
     for (let t = TAGS.FIRST_10BIT; t <= TAGS.LAST_10BIT; t++) this.free10.push(t);
+    this.cap = Math.min(this.limit, TAGS.COUNT_8BIT);
   }
 
   /** Hand out 10-bit tags from now on (both sides support them), or 8-bit ones. */
   set10Bit(enabled: boolean): void {
     this.use10 = enabled;
+    this.cap = Math.min(this.limit, enabled ? TAGS.LAST_10BIT + 1 - TAGS.FIRST_10BIT : TAGS.COUNT_8BIT);
   }
 
   get tenBit(): boolean {
@@ -38,7 +42,7 @@ export class TagPool {
 
   /** How many tags may be outstanding at once with the current width. */
   get capacity(): number {
-    return Math.min(this.limit, this.use10 ? TAGS.LAST_10BIT + 1 - TAGS.FIRST_10BIT : TAGS.COUNT_8BIT);
+    return this.cap;
   }
 
   get inUse(): number {
@@ -51,7 +55,7 @@ export class TagPool {
 
   /** A free tag, or -1 when all are in use (the caller waits for free()). */
   tryAlloc(): number {
-    if (this.count >= this.capacity) return -1;
+    if (this.count >= this.cap) return -1;
     const tag = (this.use10 ? this.free10 : this.free8).shift();
     if (tag === undefined) return -1;
     this.used[tag] = 1;
