@@ -112,6 +112,8 @@ export class DeferredCopies {
   private readonly srcOffsets: Int32Array;
   private readonly lengths: Int32Array;
   private count = 0;
+  /** Copies that could not be done in a run() that add() made (when full), not yet reported. */
+  private failedEarlier = 0;
   /** add()'s one-entry caches of where the last buffers are in dsts and srcs. */
   private lastDst: Uint8Array | undefined;
   private lastDstIndex = 0;
@@ -135,7 +137,8 @@ export class DeferredCopies {
 
   /** Copies src[srcOffset, srcOffset + length) to dst[dstOffset…] at the next run() (or now, when full). */
   add(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number): void {
-    if (this.count === this.capacity) this.run();
+    // (What a run made here could not do is reported by the next run() the owner calls.)
+    if (this.count === this.capacity) this.failedEarlier += this.run();
     const i = this.count++;
     // The last buffer of each side first: a batch or a read's buffer is usually the one before.
     if (dst !== this.lastDst) {
@@ -155,18 +158,20 @@ export class DeferredCopies {
 
   /**
    * Does the collected copies, in the order they were added; returns how many could not be done
-   * (a range outside its buffer, e.g. a read's buffer transferred away meanwhile). One bad copy
-   * costs only itself: the others are then done one by one.
+   * (a range outside its buffer, e.g. a read's buffer transferred away meanwhile), those of runs
+   * that add() made when full included. One bad copy costs only itself: the others are then done
+   * one by one.
    */
   run(): number {
     const n = this.count;
-    if (n === 0) return 0;
+    let failed = this.failedEarlier;
+    this.failedEarlier = 0;
+    if (n === 0) return failed;
     this.count = 0;
     try {
       this.copyMany(this.dsts, this.dstIndex, this.dstOffsets, this.srcs, this.srcIndex, this.srcOffsets, this.lengths, n);
-      return 0;
+      return failed;
     } catch {
-      let failed = 0;
       for (let i = 0; i < n; i++) {
         const dst = this.dsts[this.dstIndex[i]!]!;
         const src = this.srcs[this.srcIndex[i]!]!;

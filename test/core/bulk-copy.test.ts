@@ -90,6 +90,23 @@ describe('bulk copies', () => {
     }
   });
 
+  it(`a copy that cannot be done in the run add() makes when full is reported by the next run() (${COPIES.map((c) => c[0]).join(', ')})`, () => {
+    for (const [, , copyMany] of COPIES) {
+      const src = Uint8Array.from({ length: 64 }, (_, i) => i + 1);
+      const a = new Uint8Array(16);
+      const gone = new Uint8Array(new ArrayBuffer(16));
+      structuredClone(gone.buffer, { transfer: [gone.buffer] });
+      const later = new DeferredCopies(copyMany, 2);
+      later.add(gone, 0, src, 0, 8);
+      later.add(a, 0, src, 8, 8);
+      later.add(a, 8, src, 16, 8); // full: the first two are done now, one of them failing
+      expect(later.pending).toBe(1);
+      expect(later.run()).toBe(1);
+      expect(later.run()).toBe(0);
+      expect([...a]).toEqual([9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24]);
+    }
+  });
+
   it.skipIf(typeof native === 'string')(`the native copies check every range and copy nothing when one is wrong${skipped}`, () => {
     if (typeof native === 'string') return;
     const { gather } = native;
