@@ -600,34 +600,6 @@ export class Link implements LinkPort {
   }
 
   /**
-   * sendMemRead for `count` reads of `byteLength` bytes each, one after another from `address`,
-   * with tags[0..count): as many as sendMemRead would send one by one, in order, with the link's
-   * bookkeeping done once; returns how many went.
-   */
-  sendMemReads(f: MemReadFields, tags: Int32Array, count: number, address: number, byteLength: number): number {
-    const tx = this.tx;
-    if (this._state !== 'up' || tx === undefined) return 0;
-    const writer = this.writer;
-    let i = 0;
-    let wide = 0;
-    for (; i < count && !this.congested && tx.canSendClass(CLASS_NP, 0); i++) {
-      const a = address + i * byteLength;
-      const size = a - (a & 3) >= FOUR_GIB ? 16 : 12;
-      if (writer.length + ITEM_HEADER_BYTES + size > this.batchBytes) this.flush();
-      const offset = writer.reserveItem(size);
-      const n = encodeMemReadInto(writer.buffer, offset, f, tags[i]!, a, byteLength);
-      tx.consumeClass(CLASS_NP, 0);
-      writer.commitItem(ITEM.TLP, n);
-      if (n === 16) wide++;
-    }
-    if (i === 0) return 0;
-    if (wide < i) this.sent.MRd.add(i - wide);
-    if (wide > 0) this.sent.MRd64.add(wide);
-    this.scheduleFlush();
-    return i;
-  }
-
-  /**
    * Sends the CplD/CplDLk parts of one read straight from `src` (src/tlp
    * encodeCompletionHeaderInto, the payloads joining the deferred copies), in order, while
    * hasCredits would say yes; returns how many went (0: none, nothing counted). Throws

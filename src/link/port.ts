@@ -62,8 +62,6 @@ export interface LinkPort {
   copyLater?(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number): void;
   /** Optional: an MRd straight into the batch; false (nothing sent) when hasCredits would say no. */
   sendMemRead?(f: MemReadFields, tag: number, address: number, byteLength: number): boolean;
-  /** Optional: sendMemRead for `count` reads of `byteLength` bytes one after another from `address` with tags[0..count); how many went. */
-  sendMemReads?(f: MemReadFields, tags: Int32Array, count: number, address: number, byteLength: number): number;
   /**
    * Optional fast receive paths: a received MWr/MWr64 or CplD/CplDLk that the fast parser
    * accepts goes here instead of being decoded for onTlp. The bytes and the view are valid only

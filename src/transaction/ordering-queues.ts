@@ -37,7 +37,6 @@ export interface TlpSink {
   sendTlp(tlp: Tlp, validated?: boolean): void;
   /** The optional fast paths, as the link has them (LinkPort). */
   sendMemRead?: LinkPort['sendMemRead'];
-  sendMemReads?: LinkPort['sendMemReads'];
   sendMemWrites?: LinkPort['sendMemWrites'];
   sendCompletionData?: LinkPort['sendCompletionData'];
   sendCompletionRun?: LinkPort['sendCompletionRun'];
@@ -368,15 +367,6 @@ export class OrderingQueues {
     if (!this.directNow || send === undefined || !send.call(this.sink, f, tag, address, byteLength)) return false;
     this.sentDirect(1);
     return true;
-  }
-
-  /** sendMemRead for reads one after another (LinkPort.sendMemReads): how many went (0 when something waits in the queues). */
-  sendMemReads(f: MemReadFields, tags: Int32Array, count: number, address: number, byteLength: number): number {
-    const send = this.sink.sendMemReads;
-    if (!this.directNow || send === undefined) return 0;
-    const sent = send.call(this.sink, f, tags, count, address, byteLength);
-    if (sent > 0) this.sentDirect(sent);
-    return sent;
   }
 
   /**

@@ -58,8 +58,6 @@ export interface RequestOutput {
   enqueueMemWrite?(job: MemWriteJob): boolean;
   /** Optional fast path for a read request sent at once (OrderingQueues.sendMemRead); false: use enqueue. */
   sendMemRead?(f: MemReadFields, tag: number, address: number, byteLength: number): boolean;
-  /** Optional: sendMemRead for reads one after another (OrderingQueues.sendMemReads); how many went. */
-  sendMemReads?(f: MemReadFields, tags: Int32Array, count: number, address: number, byteLength: number): number;
 }
 
 /**
@@ -249,8 +247,6 @@ export class Requester {
   private readonly config: RequesterConfig;
   private readonly timeoutNs: number | undefined;
   readonly tags: TagPool;
-  /** The tags of the requests issueRestOfBlock sends together (at most a 4 KiB block of the smallest MRRS). */
-  private readonly burstTags = new Int32Array(PCIE_LIMITS.PAGE_4K / 128);
   private readonly slots: (Slot | undefined)[] = [];
   private readonly waiting = new FixedQueue<Op>(16);
   private requesterId: number;
@@ -680,57 +676,14 @@ export class Requester {
 
   /**
    * A read's turn goes on to the end of its 4 KiB block, as tags allow: consecutive requests, as
-   * a DMA engine fetches (and a run its completer answers at once). Whole MRRS pieces go to the
-   * link together (sendMemReads); anything else, or what the link does not take, through issue.
+   * a DMA engine fetches, which the completer can answer as one run.
    */
   private issueRestOfBlock(op: ReadOp): void {
-    const mrrs = this.config.maxReadRequestSize;
-    const fast = op.fast;
-    const sendMemReads = this.output.sendMemReads;
-    let together = fast !== undefined && sendMemReads !== undefined;
-    while (this.hasMore(op)) {
-      const start = op.address + op.issued;
-      if (lowBits(start, PCIE_LIMITS.PAGE_4K) === 0) return;
-      const blockEnd = Math.min(op.address + op.dest.length, start - lowBits(start, PCIE_LIMITS.PAGE_4K) + PCIE_LIMITS.PAGE_4K);
-      const pieces = lowBits(start, mrrs) === 0 ? Math.floor((blockEnd - start) / mrrs) : 0;
-      if (!together || pieces < 2) {
-        const tag = this.tags.tryAlloc();
-        if (tag < 0) return;
-        this.issue(op, tag);
-        continue;
-      }
-      const tags = this.burstTags;
-      let k = 0;
-      for (; k < pieces; k++) {
-        const t = this.tags.tryAlloc();
-        if (t < 0) break;
-        tags[k] = t;
-      }
-      if (k === 0) return;
-      fast!.requesterId = this.requesterId;
-      const sent = sendMemReads!.call(this.output, fast!, tags, k, start, mrrs);
-      for (let j = 0; j < sent; j++) this.sentRead(op, tags[j]!, start + j * mrrs, mrrs, fast!.tc);
-      // What the link did not take goes one by one (through the queues) from here on.
-      for (let j = k - 1; j >= sent; j--) this.tags.free(tags[j]!);
-      if (sent < k) together = false;
+    while (this.hasMore(op) && lowBits(op.address + op.issued, PCIE_LIMITS.PAGE_4K) !== 0) {
+      const tag = this.tags.tryAlloc();
+      if (tag < 0) return;
+      this.issue(op, tag);
     }
-  }
-
-  /** A read request of `length` bytes at `start`, the next piece of `op`, sent with `tag`: its tag now outstanding. */
-  private sentRead(op: ReadOp, tag: number, start: number, length: number, tc: number): void {
-    const slot = this.slotFor(tag);
-    slot.kind = 'mem';
-    slot.offset = op.issued;
-    slot.zeroLength = false;
-    slot.nextAddress = start;
-    slot.remaining = length;
-    op.issued += length;
-    slot.state = S_ACTIVE;
-    slot.op = op;
-    slot.tc = tc;
-    op.outstanding++;
-    // Sent: its completion timeout runs from now.
-    slot.enqueueOptions.onSent!();
   }
 
   private issue(op: Op, tag: number): void {

@@ -123,7 +123,6 @@ export class TransactionLayer {
     // The DMA fast paths, when the link has them (a Link does; test doubles need not).
     if (link.sendMemWrites !== undefined) sink.sendMemWrites = link.sendMemWrites.bind(link);
     if (link.sendMemRead !== undefined) sink.sendMemRead = link.sendMemRead.bind(link);
-    if (link.sendMemReads !== undefined) sink.sendMemReads = link.sendMemReads.bind(link);
     if (link.sendCompletionData !== undefined) sink.sendCompletionData = link.sendCompletionData.bind(link);
     if (link.sendCompletionRun !== undefined) sink.sendCompletionRun = link.sendCompletionRun.bind(link);
     const copyLater = link.copyLater?.bind(link);

@@ -1,6 +1,6 @@
 /**
- * Read bursts: a DMA read's turn at the requester goes to the end of its 4 KiB block, and its
- * whole MRRS pieces go to the link together (Link.sendMemReads). What must hold: every MRd on
+ * Read bursts: a DMA read's turn at the requester goes to the end of its 4 KiB block, its MRRS
+ * pieces sent one after another (the completer answers them as one run). What must hold: every MRd on
  * the wire is the one memReadTlp builds for its piece (the codec is golden-tested elsewhere),
  * the pieces of each read come in address order, and when the link stops taking requests
  * (credits, congestion) the rest wait in the queues and every read still completes.
@@ -83,7 +83,7 @@ function checkWire(mrds: readonly Uint8Array[], reads: readonly [number, number]
   for (const due of want.values()) expect(due).toEqual([]);
 }
 
-describe('read bursts (Link.sendMemReads)', () => {
+describe('read bursts (a read’s turn to the end of its 4 KiB block)', () => {
   it('reads of any size and alignment, several at once: each MRd on the wire is memReadTlp’s for its piece, in order, and the data comes back', async () => {
     const readArb = fc.record({ offset: fc.integer({ min: 0, max: RAM_BYTES / 4 - 1 }), length: fc.integer({ min: 1, max: 20_000 }) });
     await fc.assert(
