@@ -317,6 +317,8 @@ export class Link implements LinkPort {
   /** Credits released while receiving and not yet handed to RxCredits (releaseHeld), by credit type index. */
   private readonly heldReleases = [0, 0, 0, 0, 0, 0];
   private releasesHeld = false;
+  /** Set while a batch is received when an item raised the partner's credit limits. */
+  private creditsRaised = false;
 
   private partnerHello: HelloBody | undefined;
   private tx: TxCredits | undefined;
@@ -886,24 +888,13 @@ export class Link implements LinkPort {
       this.protocolError(`batch header says version ${c.buf[c.off + 2]!}, the handshake agreed on ${this.version}`);
       return;
     }
-    let creditsChanged = false;
+    this.creditsRaised = false;
     while (c.remaining > 0) {
       // The items wholly inside the current piece, read where they lie (as receiveBatch does);
       // only one that a piece boundary cuts goes through the cursor below.
-      const p = c.piece;
       const from = c.pieceOffset;
-      let off = from;
-      for (;;) {
-        const body = off + ITEM_HEADER_BYTES;
-        if (body > p.length) break;
-        const len = (p[off + 2]! << 8) | p[off + 3]!;
-        if (body + len > p.length) break;
-        const type = p[off]!;
-        off = body + len;
-        if (this.receiveItem(type, p, body, len)) creditsChanged = true;
-        if (this.finished) return;
-        if (this.run.count > 0) off = this.extendRun(p, off, p.length);
-      }
+      const off = this.receiveItems(c.piece, from, c.piece.length);
+      if (this.finished) return;
       if (off > from) c.advance(off - from);
       if (c.remaining === 0) break;
       const at = total - c.remaining;
@@ -921,11 +912,11 @@ export class Link implements LinkPort {
         return;
       }
       c.take(len);
-      if (this.receiveItem(type, c.buf, c.off, len)) creditsChanged = true;
+      if (this.receiveItem(type, c.buf, c.off, len)) this.creditsRaised = true;
       if (this.finished) return;
     }
     this.flushRun();
-    if (creditsChanged) this.onCreditsAvailable();
+    if (this.creditsRaised) this.onCreditsAvailable();
   }
 
   private receiveBatch(msg: Uint8Array): void {
@@ -943,51 +934,55 @@ export class Link implements LinkPort {
       this.protocolError(`batch header says version ${msg[2]!}, the handshake agreed on ${this.version}`);
       return;
     }
-    let creditsChanged = false;
-    let off = BATCH_HEADER_BYTES;
+    this.creditsRaised = false;
     const end = msg.length;
-    while (off < end) {
+    const off = this.receiveItems(msg, BATCH_HEADER_BYTES, end);
+    if (this.finished) return;
+    if (off < end) {
+      // An item that does not fit: the batch is cut short.
+      this.flushRun();
       if (off + ITEM_HEADER_BYTES > end) {
-        this.flushRun();
         this.protocolError(`truncated item header at byte ${off} of a ${end}-byte batch`);
-        return;
+      } else {
+        const len = (msg[off + 2]! << 8) | msg[off + 3]!;
+        this.protocolError(`item at byte ${off} (type 0x${msg[off]!.toString(16)}) claims ${len} bytes, only ${end - off - ITEM_HEADER_BYTES} left in the batch`);
       }
-      const type = msg[off]!;
-      const len = (msg[off + 2]! << 8) | msg[off + 3]!;
-      const body = off + ITEM_HEADER_BYTES;
-      if (body + len > end) {
-        this.flushRun();
-        this.protocolError(`item at byte ${off} (type 0x${type.toString(16)}) claims ${len} bytes, only ${end - body} left in the batch`);
-        return;
-      }
-      off = body + len;
-      if (this.receiveItem(type, msg, body, len)) creditsChanged = true;
-      if (this.finished) return;
-      if (this.run.count > 0) {
-        off = this.extendRun(msg, off, end);
-      } else if (type === ITEM.TLP && msg[body] === BYTE0_CPLD) {
-        off = this.receiveCompletions(msg, off, end);
-        if (this.finished) return;
-      }
+      return;
     }
     this.flushRun();
-    if (creditsChanged) this.onCreditsAvailable();
+    if (this.creditsRaised) this.onCreditsAvailable();
   }
 
   /**
-   * The CplD items of msg[off, end) that follow one, each handled as receiveItem would handle
-   * it (credits taken, the fast path's handler, else decoded for onTlp), in one loop; returns
-   * where the first item that is not such a CplD begins (receiveItem's then). Most of a DMA
-   * read's answer goes this way.
+   * The items wholly inside buf[off, end), handled in order (those that continue a run of writes,
+   * and the CplD that follow one, each in a loop of their own); returns where the first item that
+   * is not wholly inside begins (end when there is none), or where the link finished. Sets
+   * creditsRaised when one raised the partner's credit limits.
+   */
+  private receiveItems(buf: Uint8Array, off: number, end: number): number {
+    for (;;) {
+      const body = off + ITEM_HEADER_BYTES;
+      if (body > end) return off;
+      const len = (buf[off + 2]! << 8) | buf[off + 3]!;
+      if (body + len > end) return off;
+      const type = buf[off]!;
+      off = body + len;
+      if (this.receiveItem(type, buf, body, len)) this.creditsRaised = true;
+      if (this.finished) return off;
+      if (this.run.count > 0) off = this.extendRun(buf, off, end);
+      else if (type === ITEM.TLP && buf[body] === BYTE0_CPLD) off = this.receiveCompletions(buf, off, end);
+      if (this.finished) return off;
+    }
+  }
+
+  /**
+   * The CplD items of msg[off, end) that follow one, each handled as receiveTlp would handle it
+   * (its credits taken, then deliverTlp), in one loop; returns where the first item that is not
+   * such a CplD begins (receiveItem's then). Most of a DMA read's answer goes this way.
    */
   private receiveCompletions(msg: Uint8Array, off: number, end: number): number {
-    const handler = this.onCompletionData;
     const rx = this.rx;
-    if (handler === undefined || rx === undefined || this._state !== 'up' || this.run.count + this.readRun.count > 0) return off;
-    const v = this.completionView;
-    const mps = this.maxPayloadSize;
-    const counter = this.received.CplD;
-    let taken = 0;
+    if (rx === undefined || this._state !== 'up' || this.run.count + this.readRun.count > 0) return off;
     while (off + ITEM_HEADER_BYTES + TLP_SIZE.HEADER_3DW <= end && msg[off] === ITEM.TLP && msg[off + ITEM_HEADER_BYTES] === BYTE0_CPLD) {
       const len = (msg[off + 2]! << 8) | msg[off + 3]!;
       const body = off + ITEM_HEADER_BYTES;
@@ -999,22 +994,9 @@ export class Link implements LinkPort {
         this.protocolError(`partner sent beyond its ${overrun} credits`);
         break;
       }
-      let done = false;
-      if (dataBytes <= mps && parseCompletionData(msg, body, len, v)) {
-        try {
-          done = handler(msg, v);
-        } catch (e) {
-          // As receiveFast: the consumer's bug must not take the link (and the batch) down.
-          this.counters.add('errors.consumer');
-          this.log.error({ err: errorMessage(e) }, 'fast receive handler threw');
-          done = true;
-        }
-      }
-      if (done) taken++;
-      else this.deliverDecoded(msg, body, len, CLASS_CPL, dataBytes);
+      this.deliverTlp(msg, body, len, CLASS_CPL, dataBytes);
       if (this.finished) break;
     }
-    if (taken > 0) counter.add(taken);
     return off;
   }
 
@@ -1216,11 +1198,6 @@ export class Link implements LinkPort {
   /** A TLP whose credits were taken: the fast paths, else decoded for onTlp. */
   private deliverTlp(msg: Uint8Array, body: number, len: number, ci: number, dataBytes: number): void {
     if (ci >= 0 && dataBytes <= this.maxPayloadSize && this.receiveFast(msg, body, len, ci)) return;
-    this.deliverDecoded(msg, body, len, ci, dataBytes);
-  }
-
-  /** deliverTlp past the fast paths: decoded (or reported malformed) for onTlp. */
-  private deliverDecoded(msg: Uint8Array, body: number, len: number, ci: number, dataBytes: number): void {
     // onTlp's handlers may do anything, writing memory included.
     this.runCopies();
     if (this.transport.reusesReceiveMemory === true) {
