@@ -626,14 +626,9 @@ export class Link implements LinkPort {
       const bytes = parts.bytes[i]!;
       const payload = (lead + bytes + 3) & ~3;
       if (counted && !tx.canSendClass(CLASS_CPL, payload)) break;
-      const size = 12 + payload;
-      if (writer.length + ITEM_HEADER_BYTES + size > this.batchBytes) this.flush();
-      const offset = writer.reserveItem(size);
-      const out = writer.buffer;
-      const len = encodeCompletionHeaderInto(out, offset, f, parts.byteCount[i]!, parts.lowerAddress[i]!, lead, bytes);
-      this.copies.add(out, offset + 12 + lead, src, parts.srcOffset[i]!, bytes);
+      if (writer.length + ITEM_HEADER_BYTES + 12 + payload > this.batchBytes) this.flush();
+      this.placeCompletion(f, src, parts, i, 0);
       if (counted) tx.consumeClass(CLASS_CPL, payload);
-      writer.commitItem(ITEM.TLP, len);
     }
     if (i === 0) return 0;
     if (!this.receiving) this.runCopies();
@@ -666,24 +661,13 @@ export class Link implements LinkPort {
       readBytes += ITEM_HEADER_BYTES + 12 + ((parts.lead[i]! + parts.bytes[i]! + 3) & ~3);
     }
     const writer = this.writer;
-    const copies = this.copies;
     let r = 0;
     for (; r < count; r++) {
       // A read's completions all in one batch: a flush between them could leave it half sent.
       if (writer.length + readBytes > this.batchBytes) this.flush();
       if (this.congested) break;
       f.tag = tags[first + r]!;
-      const shift = r * stride;
-      for (let i = 0; i < n; i++) {
-        const lead = parts.lead[i]!;
-        const bytes = parts.bytes[i]!;
-        const size = 12 + ((lead + bytes + 3) & ~3);
-        const offset = writer.reserveItem(size);
-        const out = writer.buffer;
-        const len = encodeCompletionHeaderInto(out, offset, f, parts.byteCount[i]!, parts.lowerAddress[i]!, lead, bytes);
-        copies.add(out, offset + 12 + lead, src, parts.srcOffset[i]! + shift, bytes);
-        writer.commitItem(ITEM.TLP, len);
-      }
+      for (let i = 0; i < n; i++) this.placeCompletion(f, src, parts, i, r * stride);
     }
     if (r === 0) return 0;
     if (!this.receiving) this.runCopies();
@@ -692,7 +676,22 @@ export class Link implements LinkPort {
     return r;
   }
 
-  /** The deferred copies, now; one that cannot be done is counted and logged (the others are done). */  /** The deferred copies, now; one that cannot be done is counted and logged (the others are done). */
+  /**
+   * Places part i of `parts` as a CplD item of the batch being built (there is room): its header
+   * written, its payload, src[srcOffset + shift…], joining the deferred copies.
+   */
+  private placeCompletion(f: CompletionFields, src: Uint8Array, parts: CompletionParts, i: number, shift: number): void {
+    const writer = this.writer;
+    const lead = parts.lead[i]!;
+    const bytes = parts.bytes[i]!;
+    const offset = writer.reserveItem(12 + ((lead + bytes + 3) & ~3));
+    const out = writer.buffer;
+    const len = encodeCompletionHeaderInto(out, offset, f, parts.byteCount[i]!, parts.lowerAddress[i]!, lead, bytes);
+    this.copies.add(out, offset + 12 + lead, src, parts.srcOffset[i]! + shift, bytes);
+    writer.commitItem(ITEM.TLP, len);
+  }
+
+  /** The deferred copies, now; one that cannot be done is counted and logged (the others are done). */
   private runCopies(): void {
     const failed = this.copies.run();
     if (failed === 0) return;
