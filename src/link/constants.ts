@@ -60,6 +60,13 @@ export const MAX_TLP_BYTES = 16 + 4096 + 4;
 /** Default time to complete the training handshake. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_NS = 5_000_000_000;
 
+/**
+ * Freed credits are sent at once (an urgent UpdateFC) once this fraction of a window was freed
+ * (LinkOptions.fcUpdateFraction). An eighth of the 512 KiB posted window, the most scaled flow
+ * control allows: in runs taken in ABBA order a quarter was 0–3% slower on writes, half about 10%.
+ */
+export const DEFAULT_FC_UPDATE_FRACTION = 0.125;
+
 /** Transport high-water mark: `send` returns false above it. */
 export const DEFAULT_HIGH_WATER_BYTES = 1024 * 1024;
 

@@ -7,6 +7,7 @@
  * Nothing here knows about sockets or time: the Link feeds it and decides when to send UpdateFC.
  */
 import { TlpwireError } from '../core/index.js';
+import { DEFAULT_FC_UPDATE_FRACTION } from './constants.js';
 import { CREDIT_TYPES, FC, FC_FIELD_BITS, FC_MAX_CREDITS, FC_SCALE_FACTORS } from '../spec/index.js';
 import { kindInfoOfByte0, tlpClass, type Tlp, type TlpClass, type TlpKind } from '../tlp/index.js';
 
@@ -319,7 +320,7 @@ export class RxCredits {
   private readonly threshold: number[];
 
   /** `urgentFraction`: an update is urgent once this fraction of a window has been freed. */
-  constructor(ownAdv: CreditAdvertisement, urgentFraction = 0.125) {
+  constructor(ownAdv: CreditAdvertisement, urgentFraction = DEFAULT_FC_UPDATE_FRACTION) {
     this.spec = specsOf(ownAdv);
     this.allocated = CREDIT_TYPES.map((t) => ownAdv.credits[t]);
     this.advertised = CREDIT_TYPES.map((t) => ownAdv.credits[t]);

@@ -167,7 +167,8 @@ export class TransactionLayer {
     link.onCompletionData = (bytes, v) => this.receiveCompletionData(bytes, v);
     link.onMemWriteRun = (run) => this.receiveMemWriteRun(run);
     link.onMemRead = (bytes, v) => this.receiveMemRead(bytes, v);
-    link.onMemReadRun = (run) => this.receiveMemReadRun(run);
+    // (With random completion splits the completer answers reads one by one: no runs then.)
+    if (!(randomSplits && options.rng !== undefined)) link.onMemReadRun = (run) => this.receiveMemReadRun(run);
     if (link.onReceiveEnd !== undefined) link.onReceiveEnd = () => this.requester.issueDeferred();
     link.onCreditsAvailable = () => this.queues.requestPump();
     link.onStateChange = (state, reason) => this.linkStateChanged(state, reason);

@@ -232,4 +232,15 @@ describe('Link.sendMemWrites a stretch at a time', () => {
       { numRuns: 60 },
     );
   });
+
+  it('stops once a flush leaves the transport congested: no more than the batch that congested it', () => {
+    const p = linkPair({ batchBytes: 16392 }, {}, { highWaterBytes: 1024, latencyNs: 10_000 });
+    bringUp(p);
+    const f: MemWriteFields = { requesterId: 0x0100, tc: 0, ro: false, ns: false, ido: false, th: false };
+    const src = new Uint8Array(256 * 1024).fill(5);
+    const sent = p.a.sendMemWrites(f, 0x20_0000, src, 0, src.length, 256);
+    expect(sent).toBeGreaterThan(0);
+    expect(sent).toBeLessThanOrEqual(16392);
+    expect(p.a.counters.get('stalls.transport')).toBe(1);
+  });
 });
