@@ -430,16 +430,6 @@ export class RxCredits {
     return this.held[TYPE_INDEX[type]]!;
   }
 
-  /** heldCredits by credit type index (CREDIT_TYPES order: PH, PD, NPH, NPD, CplH, CplD). */
-  heldOf(i: number): number {
-    return this.held[i]!;
-  }
-
-  /** Whether the class index ci's header or data credits are finite (so a release may be worth an update). */
-  finiteClass(ci: number): boolean {
-    return !this.spec[ci * 2]!.infinite || !this.spec[ci * 2 + 1]!.infinite;
-  }
-
   private pendingField(i: number): number | undefined {
     const s = this.spec[i]!;
     if (s.infinite) return undefined;

@@ -311,9 +311,8 @@ export class Link implements LinkPort {
   /** Inside receive(): urgent credit returns wait for the end of the message, not the turn. */
   private receiving = false;
   private flushAfterReceive = false;
-  /** Credits released while receiving and not yet handed to RxCredits (releaseHeld), by credit type index. */
-  private readonly heldReleases = [0, 0, 0, 0, 0, 0];
-  private releasesHeld = false;
+  /** Credits were freed while a batch is received: creditsFreed is due when it is done. */
+  private freedWhileReceiving = false;
   /** Set while a batch is received when an item raised the partner's credit limits. */
   private creditsRaised = false;
 
@@ -449,11 +448,7 @@ export class Link implements LinkPort {
     return this.tx?.available(type) ?? 0;
   }
 
-  /**
-   * Credits we have received for a type and the consumer has not released yet. While a batch is
-   * being received, NP and Cpl releases are applied only at its end (or when the next batch
-   * leaves), so they count as held until then.
-   */
+  /** Credits we have received for a type and the consumer has not released yet. */
   creditsHeld(type: CreditType): number {
     return this.rx?.heldCredits(type) ?? 0;
   }
@@ -707,61 +702,19 @@ export class Link implements LinkPort {
   releaseCredits(cls: TlpClass, dataBytes: number): void {
     const rx = this.rx;
     if (rx === undefined || this.finished) return; // nothing to return credits to
-    if (this.receiving && cls !== 'P') {
-      // A request answered, or a completion taken, while we work through a batch (most are):
-      // released together when the batch is done or the next one leaves (releaseHeld), not one
-      // by one. A release of more than was received still throws here, at the caller, as
-      // RxCredits.release would.
-      const h = cls === 'NP' ? 2 : 4;
-      const d = dataBytes > 0 ? dataCreditsFor(dataBytes) : 0;
-      const held = this.heldReleases;
-      if (held[h]! + 1 > rx.heldOf(h) || held[h + 1]! + d > rx.heldOf(h + 1)) {
-        throw new TlpwireError(
-          'ERR_INTERNAL',
-          `releaseCredits(${cls}, ${dataBytes}) releases more than was received and not yet released (${CREDIT_TYPES[h]!} ${rx.heldOf(h) - held[h]!}, ${CREDIT_TYPES[h + 1]!} ${rx.heldOf(h + 1) - held[h + 1]!})`,
-        );
-      }
-      held[h]!++;
-      held[h + 1]! += d;
-      this.releasesHeld = true;
-      return;
-    }
     // Completions are infinite at both ends: nothing to tell the partner, no timer to set.
-    if (rx.release(cls, dataBytes)) this.creditsFreed(rx);
+    if (!rx.release(cls, dataBytes)) return;
+    // While a batch is received (most releases are then), what its TLPs free is looked at once,
+    // when it is done: an urgent update still leaves at the end of the message.
+    if (this.receiving) this.freedWhileReceiving = true;
+    else this.creditsFreed(rx);
   }
 
-  /**
-   * Releases the NP and Cpl credits releaseCredits held back during a received batch. Never
-   * throws: it runs in receive's cleanup, which must go on (releaseCredits already refused any
-   * release of more than was received, so RxCredits cannot refuse these).
-   */
-  private releaseHeld(): void {
-    if (!this.releasesHeld) return;
-    this.releasesHeld = false;
-    const held = this.heldReleases;
-    const npH = held[2]!;
-    const npD = held[3]!;
-    const cplH = held[4]!;
-    const cplD = held[5]!;
-    held.fill(0);
-    const rx = this.rx;
-    if (rx === undefined || this.finished) return;
-    try {
-      let finite = false;
-      if (npH > 0) {
-        rx.releaseClass(CLASS_NP, npH, npD);
-        finite = rx.finiteClass(CLASS_NP);
-      }
-      if (cplH > 0) {
-        rx.releaseClass(CLASS_CPL, cplH, cplD);
-        // Completions are infinite at both ends by default: then this only balances the books.
-        finite ||= rx.finiteClass(CLASS_CPL);
-      }
-      if (finite) this.creditsFreed(rx);
-    } catch (e) {
-      this.counters.add('errors.internal');
-      this.log.error({ err: errorMessage(e) }, 'releasing held-back credits failed');
-    }
+  /** The end of a received batch: creditsFreed for what was freed while it was received. */
+  private receivedFreed(): void {
+    if (!this.freedWhileReceiving) return;
+    this.freedWhileReceiving = false;
+    if (this.rx !== undefined && !this.finished) this.creditsFreed(this.rx);
   }
 
   private creditsFreed(rx: RxCredits): void {
@@ -782,7 +735,6 @@ export class Link implements LinkPort {
   flush(): void {
     if (this.finished) return;
     this.runCopies();
-    this.releaseHeld();
     if (this.rx !== undefined && this._state === 'up') {
       const update = this.rx.takeUpdate();
       if (update !== undefined) {
@@ -824,7 +776,7 @@ export class Link implements LinkPort {
       // Uint8Array anyway.
       this.receiveBatch(msg.constructor === Uint8Array ? msg : new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength));
     } finally {
-      this.releaseHeld(); // while receiving: an urgent update leaves at the end of the message
+      this.receivedFreed(); // while receiving: an urgent update leaves at the end of the message
       this.receiving = false;
       this.runCopies();
     }
@@ -864,7 +816,7 @@ export class Link implements LinkPort {
     try {
       this.receivePieces(c);
     } finally {
-      this.releaseHeld(); // while receiving: an urgent update leaves at the end of the message
+      this.receivedFreed(); // while receiving: an urgent update leaves at the end of the message
       this.receiving = false;
       this.runCopies();
       c.reset(NO_PARTS);

@@ -663,7 +663,7 @@ describe('docs/PROTOCOL.md worked example', () => {
 });
 
 describe('credits released while a batch is received', () => {
-  it('NP: are released together when the batch is done, and a double release still fails at the caller', () => {
+  it('NP: are released as the reads are taken, come back to the partner, and a double release fails at the caller', () => {
     const p = linkPair();
     bringUp(p);
     let calls = 0;
@@ -683,20 +683,23 @@ describe('credits released while a batch is received', () => {
     };
     const held: number[] = [];
     const before = p.a.creditsAvailable('NPH');
+    const updates = p.a.counters.get('fc.updates.received') ?? 0;
     // One batch; 32 reads, so that the scaled NPH field (units of 16) moves.
     for (let tag = 1; tag <= 32; tag++) p.a.sendTlp(mrd(512, tag));
     p.clock.runUntil(() => calls === 32, 10_000);
-    // Held back: until the batch is done, the reads keep their credits.
-    expect(held).toEqual(Array.from({ length: 32 }, (_, i) => i + 1));
+    // RxCredits keeps the books: each read's credit is free again as soon as it is released.
+    expect(held).toEqual(Array.from({ length: 32 }, () => 0));
     expect(errors.length).toBe(1);
     expect(isTlpwireError(errors[0]) && errors[0].code).toBe('ERR_INTERNAL');
     expect(p.b.creditsHeld('NPH')).toBe(0);
     // ... and the partner gets them back.
     p.clock.runUntil(() => p.a.creditsAvailable('NPH') === before, 10_000);
     expect(p.a.creditsAvailable('NPH')).toBe(before);
+    // In one update for the batch.
+    expect(p.a.counters.get('fc.updates.received')).toBe(updates + 1);
   });
 
-  it('Cpl: likewise (they only balance the books: completions are infinite)', () => {
+  it('Cpl: likewise (released at once; they only balance the books: completions are infinite)', () => {
     const p = linkPair();
     bringUp(p);
     let calls = 0;
@@ -717,7 +720,7 @@ describe('credits released while a batch is received', () => {
     };
     for (let tag = 1; tag <= 8; tag++) p.a.sendTlp(cpld(256, tag));
     p.clock.runUntil(() => calls === 8, 10_000);
-    expect(held).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(held).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
     expect(errors.length).toBe(1);
     expect(isTlpwireError(errors[0]) && errors[0].code).toBe('ERR_INTERNAL');
     expect(p.b.creditsHeld('CplH')).toBe(0);

@@ -117,8 +117,8 @@ describe('RxCredits.roomOf and receiveClassN', () => {
             data += dataCreditsFor(bytes);
           }
           if (heads > 0) expect(many.receiveClassN(CLASS_P, heads, data)).toBeUndefined();
-          expect(many.heldOf(0)).toBe(heads);
-          expect(many.heldOf(1)).toBe(data);
+          expect(many.heldCredits('PH')).toBe(heads);
+          expect(many.heldCredits('PD')).toBe(data);
           expect(many.roomOf(0)).toBe(roomH - heads);
           expect(many.roomOf(1)).toBe(roomD - data);
         },
