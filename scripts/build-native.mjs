@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 /**
- * Builds tlpwire's optional native addons (native/tap) with node-gyp: the TAP binding (tap.node)
- * and the DMA paths' bulk copies (bulkcopy.node, src/core/bulk-copy.ts). It never fails the
- * install: everything except `tap:` works without them (the bulk copies fall back to JavaScript,
- * which is slower), so when the build cannot run or fails this prints one line saying that tap:
+ * Builds tlpwire's optional native addons (native/tap) with node-gyp: the TAP binding (tap.node),
+ * the DMA paths' bulk copies (bulkcopy.node, src/core/bulk-copy.ts) and the descriptor call that
+ * lets accepted sockets read into a reused buffer (sockfd.node, src/link/net-transport.ts). It
+ * never fails the install: everything except `tap:` works without them (the bulk copies fall back
+ * to JavaScript, accepted sockets to a new buffer per read, both slower), so when the build cannot run or fails this prints one line saying that tap:
  * is unavailable and why, and exits 0. The full build output goes to native/tap/build-native.log.
  *
  *   node scripts/build-native.mjs          (also run by `npm run build:native` and `prepare`)
@@ -26,6 +27,7 @@ const addonDir = process.env.TLPWIRE_NATIVE_DIR ?? join(root, 'native', 'tap');
 const logFile = join(addonDir, 'build-native.log');
 const output = join(addonDir, 'build', 'Release', 'tap.node');
 const bulkOutput = join(addonDir, 'build', 'Release', 'bulkcopy.node');
+const sockfdOutput = join(addonDir, 'build', 'Release', 'sockfd.node');
 const shown = (p) => (p.startsWith(`${root}/`) ? p.slice(root.length + 1) : p);
 const BUILD_TIMEOUT_MS = 5 * 60_000;
 
@@ -153,6 +155,12 @@ async function main() {
   });
   if (bulk.status === 0) say(`bulk copies: native addon built (${shown(bulkOutput)})`);
   else say('bulk copies: the native addon does not load; the DMA paths copy in JavaScript (slower)');
+  const sockfd = spawnSync(process.execPath, ['-e', `const m = require(${JSON.stringify(sockfdOutput)}); if (typeof m.dupFd !== 'function') process.exit(3)`], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  if (sockfd.status === 0) say(`accepted sockets: native addon built (${shown(sockfdOutput)})`);
+  else say('accepted sockets: the native addon does not load; accepted tcp:// and unix: sockets read into a new buffer per read (slower)');
 }
 
 main().catch((e) => unavailable(`build script error: ${e instanceof Error ? e.message : String(e)}`));

@@ -13,6 +13,14 @@
       "target_name": "bulkcopy",
       "sources": ["bulkcopy.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"]
+    },
+    {
+      "target_name": "sockfd",
+      "sources": ["sockfd.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"],
+      "conditions": [
+        ["OS=='win'", { "type": "none", "sources!": ["sockfd.c"] }]
+      ]
     }
   ]
 }

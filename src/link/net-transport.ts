@@ -2,8 +2,11 @@
  * tcp://HOST:PORT and unix:PATH transports over node:net. Each message is one record: a 4-byte
  * big-endian length, then the message (docs/PROTOCOL.md, "Transports").
  */
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { TlpwireError, silentLogger, type Logger } from '../core/index.js';
+import { closeSync, existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { createConnection, createServer, Socket, type Server, type SocketConstructorOpts } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { TlpwireError, errorMessage, silentLogger, type Logger } from '../core/index.js';
 import { DEFAULT_HIGH_WATER_BYTES, MAX_MESSAGE_BYTES } from './constants.js';
 import { RECORD_PREFIX_BYTES, RecordParser, recordPrefix } from './record-parser.js';
 import { SocketTransportBase } from './socket-transport-base.js';
@@ -14,12 +17,13 @@ import { formatLinkUrl, listenError, connectError, type LinkUrl } from './url.js
 const READ_BUFFER_BYTES = 256 * 1024;
 
 /**
- * A connecting socket's receive memory (node:net `onread`): every read goes into the same buffer
- * instead of a new one, sparing an allocation per read and the garbage collections that such
- * buffers bring (measured here: a full collection every few dozen MiB received, and about a
- * quarter of the receiving side's CPU time on DMA reads). The bytes are then valid only until
- * the next read, so the transport says so (Transport.reusesReceiveMemory). Only connecting
- * sockets can have this: node:net gives accepted sockets no `onread`.
+ * A socket's receive memory (node:net `onread`): every read goes into the same buffer instead of
+ * a new one, sparing an allocation per read and the garbage collections that such buffers bring
+ * (measured here: a full collection every few dozen MiB received, and about a quarter of the
+ * receiving side's CPU time on DMA reads). The bytes are then valid only until the next read, so
+ * the transport says so (Transport.reusesReceiveMemory). node:net gives `onread` only to sockets
+ * it creates, connecting ones and those made from a descriptor; an accepted socket gets it by
+ * being remade from a duplicate of its descriptor (ownReads below).
  */
 class ReusedReadBuffer {
   readonly buffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
@@ -46,6 +50,64 @@ class ReusedReadBuffer {
   }
 }
 
+export const DEFAULT_SOCKFD_ADDON_PATH = fileURLToPath(new URL('../../native/tap/build/Release/sockfd.node', import.meta.url));
+
+type DupFd = (fd: number) => number;
+let dupFdChoice: DupFd | string | undefined;
+
+/**
+ * The addon's dupFd (native/tap/sockfd.c), or why accepted sockets keep node:net's new buffer per
+ * read: not built, does not load, or TLPWIRE_ACCEPTED_READS=node. Never throws.
+ */
+export function acceptedReadsSupport(): DupFd | string {
+  if (dupFdChoice !== undefined) return dupFdChoice;
+  if (process.env['TLPWIRE_ACCEPTED_READS'] === 'node') {
+    dupFdChoice = 'TLPWIRE_ACCEPTED_READS=node';
+  } else if (!existsSync(DEFAULT_SOCKFD_ADDON_PATH)) {
+    dupFdChoice = 'the native addon is not built (npm run build:native)';
+  } else {
+    try {
+      const mod = createRequire(import.meta.url)(DEFAULT_SOCKFD_ADDON_PATH) as { dupFd?: unknown };
+      dupFdChoice = typeof mod.dupFd === 'function' ? (mod.dupFd as DupFd) : `${DEFAULT_SOCKFD_ADDON_PATH} has no dupFd (an older build: npm run build:native)`;
+    } catch (e) {
+      dupFdChoice = `the native addon does not load (${errorMessage(e).split('\n')[0] ?? ''})`;
+    }
+  }
+  return dupFdChoice;
+}
+
+/**
+ * An accepted socket (still paused, so nothing has been read from it) remade from a duplicate of
+ * its descriptor with `onread` into a buffer of its own; the accepted one is destroyed, which
+ * closes only its descriptor, not the connection. Undefined, the accepted socket untouched, when
+ * that cannot be done here (no addon, no descriptor: the socket is then read as node:net gives it).
+ */
+function ownReads(accepted: Socket): { socket: Socket; reads: ReusedReadBuffer } | undefined {
+  const dupFd = acceptedReadsSupport();
+  if (typeof dupFd === 'string') return undefined;
+  // node:net keeps the libuv handle in _handle; on POSIX systems its fd is the descriptor.
+  const fd = (accepted as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return undefined;
+  let copy: number;
+  try {
+    copy = dupFd(fd);
+  } catch {
+    return undefined; // out of descriptors, say: the accepted socket still works
+  }
+  const reads = new ReusedReadBuffer();
+  let socket: Socket;
+  try {
+    // node:net takes `onread` here too (its typings list it for connect() only).
+    const options: SocketConstructorOpts & { onread: ReusedReadBuffer['onread'] } = { fd: copy, readable: true, writable: true, onread: reads.onread };
+    socket = new Socket(options);
+  } catch {
+    closeSync(copy);
+    return undefined;
+  }
+  accepted.destroy();
+  return { socket, reads };
+}
+
 export class NetTransport extends SocketTransportBase {
   private readonly parser: RecordParser;
   private readonly highWater: number;
@@ -55,7 +117,7 @@ export class NetTransport extends SocketTransportBase {
   private closed = false;
   private congested = false;
 
-  /** `reads`: the socket was made with that buffer's `onread` (a connecting socket). */
+  /** `reads`: the socket was made with that buffer's `onread`. */
   constructor(
     private readonly socket: Socket,
     readonly remote: string,
@@ -149,13 +211,18 @@ class NetServer implements TransportServer {
     opts: TransportOptions,
   ) {
     const log = opts.logger ?? silentLogger;
-    server.on('connection', (socket: Socket) => {
+    // The server pauses accepted sockets (pauseOnConnect): one remade with reads of its own must
+    // not lose what the accepted one would have read already.
+    server.on('connection', (accepted: Socket) => {
       const remote =
         parsed.scheme === 'unix'
           ? `unix:${parsed.path}#${++this.seq}`
-          : `tcp://${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
-      log.debug({ remote }, 'connection accepted');
-      const t = new NetTransport(socket, remote, opts);
+          : `tcp://${accepted.remoteAddress ?? '?'}:${accepted.remotePort ?? 0}`;
+      const own = opts.reuseAcceptedReads === false ? undefined : ownReads(accepted);
+      const socket = own?.socket ?? accepted;
+      log.debug({ remote, ownReads: own !== undefined }, 'connection accepted');
+      const t = new NetTransport(socket, remote, opts, own?.reads);
+      if (own === undefined) accepted.resume();
       this.live.add(t);
       socket.once('close', () => this.live.delete(t));
       this.onConnection(t);
@@ -170,7 +237,7 @@ class NetServer implements TransportServer {
 }
 
 export function listenNet(parsed: LinkUrl, opts: TransportOptions): Promise<TransportServer> {
-  const server = createServer({ noDelay: true });
+  const server = createServer({ noDelay: true, pauseOnConnect: true });
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => reject(listenError(err, parsed));
     server.once('error', onError);

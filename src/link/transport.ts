@@ -65,4 +65,10 @@ export interface TransportOptions {
   maxMessageBytes?: number;
   /** Real sockets: give up connecting after this long. Default 10 s. */
   connectTimeoutMs?: number;
+  /**
+   * tcp:// and unix: servers: accepted sockets read into one reused buffer of their own, as
+   * connecting ones do (Transport.reusesReceiveMemory), when the native addon that makes this
+   * possible loads (native/tap/sockfd.c). Default true; false keeps node:net's new buffer per read.
+   */
+  reuseAcceptedReads?: boolean;
 }

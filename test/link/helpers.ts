@@ -161,3 +161,16 @@ export function itemsOf(msg: Uint8Array): [number, Uint8Array][] {
   }
   return out;
 }
+
+/** Resolves once `cond()` holds (polled every 5 ms); rejects after `ms`. For tests on real sockets. */
+export function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const tick = (): void => {
+      if (cond()) resolve();
+      else if (Date.now() - t0 > ms) reject(new Error(`condition not met within ${ms} ms`));
+      else setTimeout(tick, 5);
+    };
+    tick();
+  });
+}

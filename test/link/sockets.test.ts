@@ -11,9 +11,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { isTlpwireError } from '../../src/core/index.js';
 import { Link, connectTransport, listenTransport, tlpCredits, type Transport, type TransportServer } from '../../src/link/index.js';
+import { acceptedReadsSupport } from '../../src/link/net-transport.js';
 import { RealClock } from '../../src/roles/real-runtime.js';
 import { completionTlp, type Tlp } from '../../src/tlp/index.js';
-import { mwr, recordingLogger, type LogLine } from './helpers.js';
+import { mwr, recordingLogger, until, type LogLine } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tlpwire-link-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -23,15 +24,17 @@ const clock = new RealClock();
 interface Served {
   server: TransportServer;
   links: Link[];
+  transports: Transport[];
   log: LogLine[];
 }
 
-async function serve(url: string): Promise<Served> {
+async function serve(url: string, options: { reuseAcceptedReads?: boolean } = {}): Promise<Served> {
   const logger = recordingLogger();
-  const server = await listenTransport(url, { logger });
+  const server = await listenTransport(url, { logger, ...options });
   const links: Link[] = [];
+  const transports: Transport[] = [];
   server.onConnection = (t: Transport) => {
-    if (t.reusesReceiveMemory === true) throw new Error('accepted sockets have no onread');
+    transports.push(t);
     const link = new Link(t, { clock, role: 'ep', logger });
     // an echo endpoint: every MWr comes back as a CplD with the same payload
     link.onTlp = (tlp) => {
@@ -45,7 +48,7 @@ async function serve(url: string): Promise<Served> {
     links.push(link);
     link.start();
   };
-  return { server, links, log: logger.lines };
+  return { server, links, transports, log: logger.lines };
 }
 
 async function client(url: string): Promise<{ link: Link; got: Tlp[]; transport: Transport }> {
@@ -60,18 +63,6 @@ async function client(url: string): Promise<{ link: Link; got: Tlp[]; transport:
   link.start();
   await link.whenUp();
   return { link, got, transport: t };
-}
-
-function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const t0 = Date.now();
-  return new Promise((resolve, reject) => {
-    const tick = (): void => {
-      if (cond()) resolve();
-      else if (Date.now() - t0 > ms) reject(new Error(`condition not met within ${ms} ms`));
-      else setTimeout(tick, 5);
-    };
-    tick();
-  });
 }
 
 /** Sends `n` MWr of mixed sizes, waits for the echoed CplDs and checks their payloads. */
@@ -97,17 +88,22 @@ const urls = (): [string, string][] => [
   ['unix', `unix:${join(dir, 'link.sock')}`],
 ];
 
+/** Whether accepted tcp:// and unix: sockets can read into a buffer of their own here (the sockfd addon loads). */
+const ownAcceptedReads = typeof acceptedReadsSupport() !== 'string';
+
 describe.each(urls())('%s transport', (_name, listenUrl) => {
-  it('carries TLPs both ways through two Links', async () => {
-    const s = await serve(listenUrl);
+  it.each([true, false])('carries TLPs both ways through two Links (reuseAcceptedReads %s)', async (reuse) => {
+    const s = await serve(listenUrl, { reuseAcceptedReads: reuse });
     try {
       expect(s.server.url).not.toContain(':0/');
       const c = await client(s.server.url);
       expect(c.link.partner?.role).toBe('ep');
-      // tcp and unix clients read into one reused buffer (node:net onread); the ws library and
-      // accepted sockets hand over a new buffer per read. roundTrip keeps every received TLP
-      // until the end, so it checks that the link copied what it handed on.
+      // tcp and unix sockets read into one reused buffer (node:net onread): connecting ones
+      // always, accepted ones when the addon loads and the server is not told otherwise; the ws
+      // library hands over a new buffer per read. roundTrip keeps every received TLP until the
+      // end, so it checks that the link copied what it handed on.
       expect(c.transport.reusesReceiveMemory === true).toBe(_name !== 'ws');
+      expect(s.transports[0]!.reusesReceiveMemory === true).toBe(_name !== 'ws' && reuse && ownAcceptedReads);
       await roundTrip(c, 500);
       expect(c.link.counters.get('tlp.sent.MWr')).toBe(500);
       expect(c.link.counters.get('batches.sent')).toBeLessThan(500);

@@ -19,7 +19,7 @@ afterAll(() => {
 function copyOfSources(): string {
   const d = mkdtempSync(join(tmpdir(), 'tlpwire-native-'));
   dirs.push(d);
-  for (const f of ['tap.c', 'bulkcopy.c', 'binding.gyp']) copyFileSync(join(root, 'native', 'tap', f), join(d, f));
+  for (const f of ['tap.c', 'bulkcopy.c', 'sockfd.c', 'binding.gyp']) copyFileSync(join(root, 'native', 'tap', f), join(d, f));
   return d;
 }
 
@@ -75,6 +75,7 @@ describe('scripts/build-native.mjs', () => {
     expect(stdout.trim().split('\n')).toEqual([
       `tap: native addon built (${join(dir, 'build', 'Release', 'tap.node')})`,
       `bulk copies: native addon built (${join(dir, 'build', 'Release', 'bulkcopy.node')})`,
+      `accepted sockets: native addon built (${join(dir, 'build', 'Release', 'sockfd.node')})`,
     ]);
     const out = execFileSync(process.execPath, ['-e', `const m = require(${JSON.stringify(join(dir, 'build', 'Release', 'tap.node'))}); console.log(typeof m.Tap, m.version)`], {
       encoding: 'utf8',
@@ -84,5 +85,9 @@ describe('scripts/build-native.mjs', () => {
       encoding: 'utf8',
     });
     expect(bulk.trim()).toBe('function function 2');
+    const sockfd = execFileSync(process.execPath, ['-e', `const m = require(${JSON.stringify(join(dir, 'build', 'Release', 'sockfd.node'))}); console.log(typeof m.dupFd, m.version)`], {
+      encoding: 'utf8',
+    });
+    expect(sockfd.trim()).toBe('function 1');
   });
 });
