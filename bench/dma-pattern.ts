@@ -4,6 +4,11 @@
  * in the wrong place is caught.
  */
 export const CHUNK = 64 * 1024;
+/**
+ * Untimed passes before the timed ones, of the DMA each way and of the raw baseline: here the
+ * first pass after a single warm-up still ran at about half the speed of later ones, on both.
+ */
+export const WARM_UP_PASSES = 4;
 /** Where the region starts in host memory (the first 64 KiB stay unused, as in the DMA tests). */
 export const BASE = 0x10_0000;
 
@@ -35,7 +40,8 @@ export function stampOf(buf: Uint8Array): number {
 /** Lines the DMA peer prints on stdout, one JSON object each. */
 export type PeerEvent =
   | { event: 'up' }
-  | { event: 'start'; phase: 'write' | 'read'; rep: number }
-  | { event: 'end'; phase: 'write' | 'read'; rep: number; ns: number; cpuUs: number; bytes: number }
+  | { event: 'ready' }
+  | { event: 'start'; phase: 'write' | 'read' }
+  | { event: 'end'; phase: 'write' | 'read'; ns: number; cpuUs: number; bytes: number }
   | { event: 'done'; counters: Record<string, number> }
   | { event: 'error'; message: string };

@@ -1,18 +1,21 @@
 /**
  * The endpoint process of the DMA benchmark (bench/run.ts starts it): connects to the root
- * complex at URL and moves `bytes` of DMA through Endpoint.dmaPort(), writes then reads, `reps`
- * times, after one untimed warm-up pass of each (it lets the JIT settle and makes the root
- * complex allocate the host RAM pages, which a real host has anyway). Prints one JSON line per
- * event on stdout, so the parent can also sample its own CPU time around each timed pass.
+ * complex at URL, moves `bytes` of DMA through Endpoint.dmaPort() WARM_UP_PASSES times each way untimed (it lets
+ * the JIT settle and makes the root complex allocate the host RAM pages, which a real host has
+ * anyway), says `ready`, and then runs one timed pass for each line on stdin: `write` or `read`
+ * (the parent runs a pass of the raw baseline between them). It prints one JSON line per event
+ * on stdout, so the parent can also sample its own CPU time around each timed pass, and its
+ * counters when stdin closes.
  *
- *   node --import tsx bench/dma-peer.ts URL BYTES REPS
+ *   node --import tsx bench/dma-peer.ts URL BYTES
  *
  * What is written: chunk i of 64 KiB is a fixed pseudo-random pattern (patternChunk) with i in
  * its first 4 bytes, so a chunk that lands in the wrong place is caught. The warm-up read checks
  * every byte; the timed reads check each chunk's index (the parent checks host RAM afterwards).
  */
+import { createInterface } from 'node:readline';
 import { loadDist, type RolesModule } from './dist.js';
-import { BASE, CHUNK, patternChunk, stampChunk, stampOf, type PeerEvent } from './dma-pattern.js';
+import { BASE, CHUNK, WARM_UP_PASSES, patternChunk, stampChunk, stampOf, type PeerEvent } from './dma-pattern.js';
 
 /** DMA calls kept in flight: enough to cover the credit window (writes) and every tag (reads). */
 const WRITES_IN_FLIGHT = 16;
@@ -23,13 +26,12 @@ function emit(e: PeerEvent): void {
 }
 
 async function main(): Promise<void> {
-  const [url, bytesArg, repsArg] = process.argv.slice(2);
+  const [url, bytesArg] = process.argv.slice(2);
   if (url === undefined || bytesArg === undefined) {
-    process.stderr.write('usage: dma-peer URL BYTES [REPS]\n');
+    process.stderr.write('usage: dma-peer URL BYTES\n');
     process.exit(2);
   }
   const bytes = Number(bytesArg);
-  const reps = Number(repsArg ?? 1);
   const chunks = Math.ceil(bytes / CHUNK);
   if (bytes % CHUNK !== 0) throw new RangeError(`BYTES must be a multiple of ${CHUNK}`);
 
@@ -77,19 +79,24 @@ async function main(): Promise<void> {
     }
   };
 
-  await writePass();
-  await readPass(true);
-  for (let rep = 0; rep < reps; rep++) {
-    for (const phase of ['write', 'read'] as const) {
-      emit({ event: 'start', phase, rep });
-      const c0 = process.cpuUsage();
-      const t0 = process.hrtime.bigint();
-      if (phase === 'write') await writePass();
-      else await readPass(false);
-      const ns = Number(process.hrtime.bigint() - t0);
-      const c = process.cpuUsage(c0);
-      emit({ event: 'end', phase, rep, ns, cpuUs: c.user + c.system, bytes });
-    }
+  // Several untimed passes each way (WARM_UP_PASSES): after only one, the first timed pass still
+  // ran at about half the speed of the later ones. The raw baseline gets as many.
+  for (let k = 0; k < WARM_UP_PASSES; k++) {
+    await writePass();
+    await readPass(k === 0);
+  }
+  emit({ event: 'ready' });
+  for await (const line of createInterface({ input: process.stdin })) {
+    const phase = line.trim();
+    if (phase !== 'write' && phase !== 'read') throw new Error(`dma-peer: unknown command ${JSON.stringify(line)}`);
+    emit({ event: 'start', phase });
+    const c0 = process.cpuUsage();
+    const t0 = process.hrtime.bigint();
+    if (phase === 'write') await writePass();
+    else await readPass(false);
+    const ns = Number(process.hrtime.bigint() - t0);
+    const c = process.cpuUsage(c0);
+    emit({ event: 'end', phase, ns, cpuUs: c.user + c.system, bytes });
   }
   emit({ event: 'done', counters: stack.counters.snapshot() });
   await ep.close();
