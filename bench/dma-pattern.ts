@@ -37,11 +37,16 @@ export function stampOf(buf: Uint8Array): number {
   return (buf[0]! | (buf[1]! << 8) | (buf[2]! << 16) | (buf[3]! << 24)) >>> 0;
 }
 
-/** Lines the DMA peer prints on stdout, one JSON object each. */
+/** Lines the DMA processes (bench/dma-peer.ts, bench/dma-host.ts) print on stdout, one JSON object each. */
 export type PeerEvent =
   | { event: 'up' }
   | { event: 'ready' }
   | { event: 'start'; phase: 'write' | 'read' }
   | { event: 'end'; phase: 'write' | 'read'; ns: number; cpuUs: number; bytes: number }
   | { event: 'done'; counters: Record<string, number> }
+  // bench/dma-host.ts, the root complex's process
+  | { event: 'listening'; url: string }
+  | { event: 'started' }
+  | { event: 'cpu'; cpuUs: number }
+  | { event: 'checked'; problem?: string }
   | { event: 'error'; message: string };

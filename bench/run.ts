@@ -7,9 +7,10 @@
  *   2. the TLP codec: encode+decode per second for a mix of kinds, in this process; and the CPU
  *      cost per MiB of DMA with both sides in this process (bench/in-process.ts), which holds
  *      steady where the two-process figures swing;
- *   3. DMA writes and 4. DMA reads between two processes: this process is the root complex
- *      (host RAM), a child process the endpoint (bench/dma-peer.ts) doing DMA through its
- *      requester, with MPS 256 and MRRS 512, over tcp:// and ws://.
+ *   3. DMA writes and 4. DMA reads between two processes, each a child of this one, as the
+ *      baseline's are: the root complex with host RAM (bench/dma-host.ts) and the endpoint
+ *      (bench/dma-peer.ts) doing DMA through its requester, with MPS 256 and MRRS 512, over
+ *      tcp:// and ws://.
  *
  * Throughput is payload bytes per second. Each DMA pass is also given as a ratio to the mean of
  * the baseline passes right before and after its round (the machine's speed swings by up to 2×
@@ -28,8 +29,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { loadDist, missingBenchFlags, peerNodeArgs, type CoreModule, type RolesModule } from './dist.js';
-import { BASE, CHUNK, WARM_UP_PASSES, patternChunk, stampChunk, type PeerEvent } from './dma-pattern.js';
+import { loadDist, missingBenchFlags, peerNodeArgs, type CoreModule } from './dist.js';
+import { WARM_UP_PASSES, type PeerEvent } from './dma-pattern.js';
 import { measureCodec, type CodecResult } from './codec.js';
 import { measureInProcess, type InProcessResult } from './in-process.js';
 import { RawSocketPair } from './raw-socket.js';
@@ -78,94 +79,115 @@ interface DmaResult {
   counters: Record<string, number>;
 }
 
-/**
- * A root complex here and the endpoint in a child process (bench/dma-peer.ts), up for a series
- * of passes: the peer does its untimed warm-up first, then one timed pass per `pass()`.
- */
-class DmaPeer {
-  private rcCpu0 = process.cpuUsage();
+/** A benchmark child process that prints PeerEvents, one JSON object per line, and takes commands on stdin. */
+class BenchChild {
+  private readonly events: AsyncIterator<string>;
+  readonly exited: Promise<number | null>;
 
-  private constructor(
-    readonly scheme: 'tcp' | 'ws',
-    private readonly bytes: number,
-    private readonly rc: InstanceType<RolesModule['RootComplex']>,
+  constructor(
+    readonly name: string,
     private readonly child: ChildProcess,
-    private readonly events: AsyncIterator<string>,
-    private readonly exited: Promise<number | null>,
-  ) {}
-
-  static async start(scheme: 'tcp' | 'ws', bytes: number): Promise<DmaPeer> {
-    const { RootComplex, RealClock } = await loadDist<RolesModule>('roles/index.js');
-    const rc = new RootComplex({ clock: new RealClock(), memoryBytes: BASE + bytes + CHUNK });
-    const url = await rc.listen(scheme === 'tcp' ? 'tcp://127.0.0.1:0' : 'ws://127.0.0.1:0');
-    const prof = process.env['TLPWIRE_BENCH_PROFILE'];
-    const profArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
-    const script = fileURLToPath(new URL('./dma-peer.ts', import.meta.url));
-    const child = spawn(process.execPath, [...peerNodeArgs(profArgs), script, url, String(bytes)], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    const peer = new DmaPeer(scheme, bytes, rc, child, createInterface({ input: child.stdout! })[Symbol.asyncIterator](), exited);
-    try {
-      await peer.expect('ready');
-    } catch (e) {
-      await peer.close();
-      throw e;
-    }
-    return peer;
+  ) {
+    this.events = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+    this.exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   }
 
-  /** One timed pass; `baseline` is filled in by the caller once the raw pass after the round has run. */
-  async pass(phase: 'write' | 'read'): Promise<DmaPass> {
-    this.child.stdin!.write(`${phase}\n`);
-    await this.expect('start');
-    this.rcCpu0 = process.cpuUsage();
-    const e = await this.expect('end');
-    const c = process.cpuUsage(this.rcCpu0);
-    const mib = e.bytes / MiB;
-    return { bytesPerSecond: e.bytes / (e.ns / 1e9), rcCpuUsPerMiB: (c.user + c.system) / mib, epCpuUsPerMiB: e.cpuUs / mib, baseline: NaN };
+  static spawn(name: string, script: string, args: readonly string[], extraNodeArgs: readonly string[] = []): BenchChild {
+    const path = fileURLToPath(new URL(script, import.meta.url));
+    return new BenchChild(name, spawn(process.execPath, [...peerNodeArgs(extraNodeArgs), path, ...args], { stdio: ['pipe', 'pipe', 'inherit'] }));
   }
 
-  /** Ends the peer, checks what the timed writes left in host RAM, and returns the peer's counters. */
-  async finish(): Promise<Record<string, number>> {
-    try {
-      this.child.stdin!.end();
-      const done = await this.expect('done');
-      const code = await this.exited;
-      if (code !== 0) throw new Error(`DMA peer over ${this.scheme} failed: exit code ${code}`);
-      // What the timed writes left in host RAM must be exactly the pattern, chunk by chunk.
-      const want = patternChunk(0);
-      for (let i = 0; i < this.bytes / CHUNK; i++) {
-        stampChunk(want, i);
-        if (Buffer.compare(this.rc.ram.readBytes(BASE + i * CHUNK, CHUNK), want) !== 0) {
-          throw new Error(`DMA over ${this.scheme}: host RAM chunk ${i} differs from what the endpoint wrote`);
-        }
-      }
-      return done.counters;
-    } finally {
-      await this.close();
-    }
+  send(line: string): void {
+    this.child.stdin!.write(`${line}\n`);
   }
 
-  async close(): Promise<void> {
+  /** Closes its stdin (it ends then) and waits for its exit code. */
+  async end(): Promise<number | null> {
+    this.child.stdin!.end();
+    return this.exited;
+  }
+
+  kill(): void {
     this.child.kill();
-    await this.rc.close();
   }
 
-  /** The peer's next event, which must be `kind`; its error or its exit is thrown. */
-  private async expect<K extends PeerEvent['event']>(kind: K): Promise<Extract<PeerEvent, { event: K }>> {
+  /** The next event, which must be `kind`; its error or its exit is thrown. */
+  async expect<K extends PeerEvent['event']>(kind: K): Promise<Extract<PeerEvent, { event: K }>> {
     for (;;) {
       const next = await this.events.next();
-      if (next.done === true) throw new Error(`DMA peer over ${this.scheme} exited (code ${await this.exited}) while ${kind} was awaited`);
+      if (next.done === true) throw new Error(`${this.name} exited (code ${await this.exited}) while ${kind} was awaited`);
       let e: PeerEvent;
       try {
         e = JSON.parse(next.value) as PeerEvent;
       } catch {
         continue; // not ours
       }
-      if (e.event === 'error') throw new Error(`DMA peer over ${this.scheme} failed: ${e.message}`);
+      if (e.event === 'error') throw new Error(`${this.name} failed: ${e.message}`);
       if (e.event === kind) return e as Extract<PeerEvent, { event: K }>;
     }
+  }
+}
+
+/**
+ * The root complex (bench/dma-host.ts) and the endpoint (bench/dma-peer.ts), each a child
+ * process, up for a series of passes: the endpoint does its untimed warm-up first, then one
+ * timed pass per `pass()`.
+ */
+class DmaPeer {
+  private constructor(
+    readonly scheme: 'tcp' | 'ws',
+    private readonly host: BenchChild,
+    private readonly ep: BenchChild,
+  ) {}
+
+  static async start(scheme: 'tcp' | 'ws', bytes: number): Promise<DmaPeer> {
+    const host = BenchChild.spawn(`the DMA root complex over ${scheme}`, './dma-host.ts', [scheme, String(bytes)]);
+    let ep: BenchChild | undefined;
+    try {
+      const { url } = await host.expect('listening');
+      const prof = process.env['TLPWIRE_BENCH_PROFILE'];
+      ep = BenchChild.spawn(`the DMA endpoint over ${scheme}`, './dma-peer.ts', [url, String(bytes)], prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []);
+      await ep.expect('ready');
+      return new DmaPeer(scheme, host, ep);
+    } catch (e) {
+      host.kill();
+      ep?.kill();
+      throw e;
+    }
+  }
+
+  /** One timed pass; `baseline` is filled in by the caller once the raw pass after the round has run. */
+  async pass(phase: 'write' | 'read'): Promise<DmaPass> {
+    this.ep.send(phase);
+    await this.ep.expect('start');
+    this.host.send('start');
+    await this.host.expect('started');
+    const e = await this.ep.expect('end');
+    this.host.send('end');
+    const rc = await this.host.expect('cpu');
+    const mib = e.bytes / MiB;
+    return { bytesPerSecond: e.bytes / (e.ns / 1e9), rcCpuUsPerMiB: rc.cpuUs / mib, epCpuUsPerMiB: e.cpuUs / mib, baseline: NaN };
+  }
+
+  /** Ends both, checks what the timed writes left in host RAM, and returns the endpoint's counters. */
+  async finish(): Promise<Record<string, number>> {
+    try {
+      const [done, code] = await Promise.all([this.ep.expect('done'), this.ep.end()]);
+      if (code !== 0) throw new Error(`the DMA endpoint over ${this.scheme} failed: exit code ${code}`);
+      this.host.send('check');
+      const checked = await this.host.expect('checked');
+      if (checked.problem !== undefined) throw new Error(`DMA over ${this.scheme}: ${checked.problem}`);
+      const hostCode = await this.host.end();
+      if (hostCode !== 0) throw new Error(`the DMA root complex over ${this.scheme} failed: exit code ${hostCode}`);
+      return done.counters;
+    } finally {
+      this.close();
+    }
+  }
+
+  close(): void {
+    this.ep.kill();
+    this.host.kill();
   }
 }
 
@@ -195,7 +217,7 @@ async function measureDma(scheme: 'tcp' | 'ws', bytes: number, reps: number, raw
       before = after;
     }
   } catch (e) {
-    await peer.close();
+    peer.close();
     throw e;
   }
   result.counters = await peer.finish();
@@ -243,7 +265,7 @@ async function main(): Promise<void> {
   console.log(`bulk copies: ${bulkCopy().detail} (TLPWIRE_BULK_COPY=js compares)`);
   const missing = missingBenchFlags();
   if (missing.length > 0) {
-    console.log(`note: this process (the root complex and the baseline's sink) lacks ${missing.join(' ')}; run it with npm run bench to measure as documented`);
+    console.log(`note: this process (the in-process and codec measurements) lacks ${missing.join(' ')}; run it with npm run bench to measure as documented`);
   }
 
   const raw = run('raw') ? await RawSocketPair.start() : undefined;
