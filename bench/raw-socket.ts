@@ -8,8 +8,8 @@
  * this runs on changes speed by up to 2× within seconds, and only a baseline measured next to a
  * DMA pass says what that pass was worth.
  *
- * Run as peers (RawSocketPair starts them): `node --import tsx bench/raw-socket.ts sink` and
- * `… source PORT`; both read pass sizes (bytes, one per line) on stdin, and exit when it closes.
+ * Run as peers (RawSocketPair starts them): `node --import tsx bench/raw-socket.ts source`, then
+ * `… sink PORT`; both read pass sizes (bytes, one per line) on stdin, and exit when it closes.
  */
 import { createServer, connect, type Socket } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -23,41 +23,60 @@ const BATCH_RECORDS = 256; // 64 KiB per write
 export const RAW_PASS_UNIT = RECORD * BATCH_RECORDS;
 
 /**
- * A sink and a source, each in a child process of its own (so that neither shares a heap with the
- * benchmark's root complex and its host RAM), over one connection. This process only tells them
- * when to move a pass. The first pass is the warm-up (a fresh process and connection: what a
- * one-shot measurement sees).
+ * A sink and a source, each in a child process of its own (so that neither shares a heap with
+ * anything else of the benchmark), over one connection. The sink is the connecting side and reads
+ * into one reused buffer (node:net `onread`), as both of tlpwire's DMA processes do. This process
+ * only tells them when to move a pass. The first pass is the warm-up (a fresh process and
+ * connection: what a one-shot measurement sees). Either child dying fails the pass (or start)
+ * with a message, never a hang.
  */
 export class RawSocketPair {
   private constructor(
     private readonly sink: ChildProcess,
     private readonly source: ChildProcess,
     private readonly sinkLines: AsyncIterator<string>,
+    /** Rejects when either child exits. */
+    private readonly died: Promise<never>,
   ) {}
 
   static async start(): Promise<RawSocketPair> {
     const script = fileURLToPath(import.meta.url);
-    const sink = spawn(process.execPath, [...peerNodeArgs(), script, 'sink'], { stdio: ['pipe', 'pipe', 'inherit'] });
-    const sinkLines = createInterface({ input: sink.stdout! })[Symbol.asyncIterator]();
-    const port = Number(await nextLine(sinkLines, 'its port'));
-    const source = spawn(process.execPath, [...peerNodeArgs(), script, 'source', String(port)], { stdio: ['pipe', 'inherit', 'inherit'] });
-    const pair = new RawSocketPair(sink, source, sinkLines);
+    const spawnPeer = (args: string[]): ChildProcess => {
+      const child = spawn(process.execPath, [...peerNodeArgs(), script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+      // A write racing the child's exit fails with EPIPE: the exit is what gets reported.
+      child.stdin!.on('error', () => {});
+      return child;
+    };
+    const exitOf = (child: ChildProcess, name: string): Promise<never> =>
+      new Promise((_, reject) => child.once('exit', (code, signal) => reject(new Error(`the raw baseline's ${name} exited (${signal ?? `code ${code}`})`))));
+    const source = spawnPeer(['source']);
+    const sourceDied = exitOf(source, 'source');
+    sourceDied.catch(() => {});
+    let sink: ChildProcess | undefined;
     try {
-      await nextLine(sinkLines, 'the connection');
+      const sourceLines = createInterface({ input: source.stdout! })[Symbol.asyncIterator]();
+      const port = Number(await Promise.race([nextLine(sourceLines, 'source', 'its port'), sourceDied]));
+      sink = spawnPeer(['sink', String(port)]);
+      const died = Promise.race([sourceDied, exitOf(sink, 'sink')]);
+      died.catch(() => {});
+      const sinkLines = createInterface({ input: sink.stdout! })[Symbol.asyncIterator]();
+      const pair = new RawSocketPair(sink, source, sinkLines, died);
+      await pair.sinkSays('the connection');
+      return pair;
     } catch (e) {
-      pair.close();
+      source.kill();
+      sink?.kill();
       throw e;
     }
-    return pair;
   }
 
   /** Moves `bytes` (a multiple of RAW_PASS_UNIT) and returns the payload bytes per second, timed at the sink from the pass's first byte. */
   async pass(bytes: number): Promise<number> {
     if (bytes % RAW_PASS_UNIT !== 0) throw new RangeError(`a raw pass is a multiple of ${RAW_PASS_UNIT} bytes`);
     this.sink.stdin!.write(`${bytes}\n`);
-    await nextLine(this.sinkLines, 'the pass to be armed');
+    await this.sinkSays('the pass to be armed');
     this.source.stdin!.write(`${bytes}\n`);
-    return Number(await nextLine(this.sinkLines, 'the pass'));
+    return Number(await this.sinkSays('the pass'));
   }
 
   close(): void {
@@ -66,65 +85,86 @@ export class RawSocketPair {
     this.source.kill();
     this.sink.kill();
   }
+
+  private sinkSays(what: string): Promise<string> {
+    return Promise.race([nextLine(this.sinkLines, 'sink', what), this.died]);
+  }
 }
 
-async function nextLine(lines: AsyncIterator<string>, what: string): Promise<string> {
+async function nextLine(lines: AsyncIterator<string>, who: string, what: string): Promise<string> {
   const next = await lines.next();
-  if (next.done === true) throw new Error(`the raw baseline's sink exited while waiting for ${what}`);
+  if (next.done === true) throw new Error(`the raw baseline's ${who} ended while waiting for ${what}`);
   return next.value;
 }
 
+function fatal(message: string): never {
+  process.stderr.write(`raw baseline: ${message}\n`);
+  process.exit(1);
+}
+
+/** How much one read of the sink may take into its reused buffer (as tlpwire's socket transports). */
+const SINK_READ_BYTES = 256 * 1024;
+
 /**
- * The sink: prints its port, then "connected"; for each pass size on stdin it prints "armed",
- * counts that many payload bytes (parsing every length prefix), and prints their bytes/s.
+ * The sink: connects to the source at PORT, says "connected"; for each pass size on stdin it says
+ * "armed", counts that many payload bytes (parsing every length prefix), and says their bytes/s.
  */
-async function runSink(): Promise<void> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  process.stdout.write(`${(server.address() as { port: number }).port}\n`);
-  const sock = await new Promise<Socket>((resolve) => server.once('connection', resolve));
-  server.close();
-  process.stdout.write('connected\n');
+async function runSink(port: number): Promise<void> {
   let received = 0;
   let pending = 0; // bytes of the current record still to skip
-  let header: number[] = [];
+  let header = 0; // the length prefix being read, and how many of its bytes were
+  let headerBytes = 0;
   let passStart = 0n;
   let waiter: { until: number; bytes: number } | undefined;
-  sock.on('data', (chunk: Buffer) => {
+  const onRead = (n: number, buf: Uint8Array): boolean => {
     if (passStart === 0n) passStart = process.hrtime.bigint();
     let i = 0;
-    while (i < chunk.length) {
+    while (i < n) {
       if (pending > 0) {
-        const take = Math.min(pending, chunk.length - i);
+        const take = Math.min(pending, n - i);
         pending -= take;
         received += take;
         i += take;
         continue;
       }
-      header.push(chunk[i]!);
+      header = ((header << 8) | buf[i]!) >>> 0;
       i++;
-      if (header.length === 4) {
-        pending = ((header[0]! << 24) | (header[1]! << 16) | (header[2]! << 8) | header[3]!) >>> 0;
-        header = [];
+      if (++headerBytes === 4) {
+        pending = header;
+        header = 0;
+        headerBytes = 0;
       }
     }
     if (waiter !== undefined && received >= waiter.until) {
       process.stdout.write(`${waiter.bytes / (Number(process.hrtime.bigint() - passStart) / 1e9)}\n`);
       waiter = undefined;
     }
-  });
+    return true;
+  };
+  const sock = connect({ port, host: '127.0.0.1', onread: { buffer: Buffer.allocUnsafeSlow(SINK_READ_BYTES), callback: onRead } });
+  sock.on('error', (e) => fatal(`sink: ${e.message}`));
+  sock.on('close', () => fatal('sink: the source closed the connection'));
+  await new Promise<void>((r) => sock.once('connect', () => r()));
+  process.stdout.write('connected\n');
   for await (const line of createInterface({ input: process.stdin })) {
     const bytes = Number(line);
     passStart = 0n;
     waiter = { until: received + bytes, bytes };
     process.stdout.write('armed\n');
   }
+  sock.removeAllListeners('close');
   sock.destroy();
 }
 
-async function runSource(port: number): Promise<void> {
-  const sock = connect(port, '127.0.0.1');
-  await new Promise<void>((r) => sock.once('connect', () => r()));
+/** The source: listens, says its port, and sends each pass size read on stdin as records. */
+async function runSource(): Promise<void> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  process.stdout.write(`${(server.address() as { port: number }).port}\n`);
+  const sock = await new Promise<Socket>((resolve) => server.once('connection', resolve));
+  server.close();
+  sock.on('error', (e) => fatal(`source: ${e.message}`));
+  sock.on('close', () => fatal('source: the sink closed the connection'));
   const batch = Buffer.alloc(BATCH_RECORDS * (RECORD + 4));
   for (let k = 0; k < BATCH_RECORDS; k++) batch.writeUInt32BE(RECORD, k * (RECORD + 4));
   for await (const line of createInterface({ input: process.stdin })) {
@@ -133,11 +173,12 @@ async function runSource(port: number): Promise<void> {
       if (!sock.write(batch)) await new Promise<void>((r) => sock.once('drain', () => r()));
     }
   }
+  sock.removeAllListeners('close');
   sock.end();
 }
 
 if (process.argv[2] === 'source') {
-  await runSource(Number(process.argv[3]));
+  await runSource();
 } else if (process.argv[2] === 'sink') {
-  await runSink();
+  await runSink(Number(process.argv[3]));
 }

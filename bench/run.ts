@@ -66,7 +66,7 @@ function parseArgs(argv: readonly string[]): Options {
 
 interface DmaPass {
   bytesPerSecond: number;
-  /** CPU time per MiB moved, in µs: the root complex (this process) and the endpoint. */
+  /** CPU time per MiB moved, in µs: the root complex and the endpoint, each measured in its own process. */
   rcCpuUsPerMiB: number;
   epCpuUsPerMiB: number;
   /** The raw baseline next to this pass: the mean of its passes right before and right after the round (NaN without one). */
@@ -90,6 +90,8 @@ class BenchChild {
   ) {
     this.events = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
     this.exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    // A write racing the child's exit fails with EPIPE: expect() reports the exit instead.
+    child.stdin!.on('error', () => {});
   }
 
   static spawn(name: string, script: string, args: readonly string[], extraNodeArgs: readonly string[] = []): BenchChild {
@@ -158,10 +160,11 @@ class DmaPeer {
 
   /** One timed pass; `baseline` is filled in by the caller once the raw pass after the round has run. */
   async pass(phase: 'write' | 'read'): Promise<DmaPass> {
-    this.ep.send(phase);
-    await this.ep.expect('start');
+    // The root complex's CPU time is counted from before the endpoint starts (its wait costs none).
     this.host.send('start');
     await this.host.expect('started');
+    this.ep.send(phase);
+    await this.ep.expect('start');
     const e = await this.ep.expect('end');
     this.host.send('end');
     const rc = await this.host.expect('cpu');

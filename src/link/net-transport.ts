@@ -201,7 +201,8 @@ export class NetTransport extends SocketTransportBase {
 
 class NetServer implements TransportServer {
   onConnection: (transport: Transport) => void = () => {};
-  private readonly live = new Set<NetTransport>();
+  /** Each live transport, with a promise of its socket's 'close'. */
+  private readonly live = new Map<NetTransport, Promise<void>>();
   private seq = 0;
 
   constructor(
@@ -211,8 +212,9 @@ class NetServer implements TransportServer {
     opts: TransportOptions,
   ) {
     const log = opts.logger ?? silentLogger;
-    // The server pauses accepted sockets (pauseOnConnect): one remade with reads of its own must
-    // not lose what the accepted one would have read already.
+    // The server pauses accepted sockets (pauseOnConnect), so that nothing is read from one
+    // before it is remade with reads of its own (node:net reads none before this handler runs
+    // today; the pause keeps that true by design, not by timing).
     server.on('connection', (accepted: Socket) => {
       const remote =
         parsed.scheme === 'unix'
@@ -223,16 +225,29 @@ class NetServer implements TransportServer {
       log.debug({ remote, ownReads: own !== undefined }, 'connection accepted');
       const t = new NetTransport(socket, remote, opts, own?.reads);
       if (own === undefined) accepted.resume();
-      this.live.add(t);
-      socket.once('close', () => this.live.delete(t));
+      this.live.set(
+        t,
+        new Promise<void>((resolve) =>
+          socket.once('close', () => {
+            this.live.delete(t);
+            resolve();
+          }),
+        ),
+      );
       this.onConnection(t);
     });
     server.on('error', (err) => log.error({ url }, `listener error: ${err.message}`));
   }
 
-  close(): Promise<void> {
-    for (const t of this.live) t.close('server closing');
-    return new Promise((resolve) => this.server.close(() => resolve()));
+  /**
+   * Stops listening, closes every accepted connection and resolves once all are closed. (A socket
+   * remade with reads of its own is not one node:net's server counts, so its own close() does not
+   * wait for it.)
+   */
+  async close(): Promise<void> {
+    const closing = [...this.live.values()];
+    for (const t of this.live.keys()) t.close('server closing');
+    await Promise.all([new Promise<void>((resolve) => this.server.close(() => resolve())), ...closing]);
   }
 }
 
