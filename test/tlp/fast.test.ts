@@ -32,7 +32,6 @@ import { goldenEncode } from './golden-builder.js';
 
 const FOUR_GIB = 0x1_0000_0000;
 
-const arbWriteFields = arbMemWriteFields;
 
 /** A whole-DW write that does not cross 4 KiB, below or above 4 GiB. */
 const arbWrite = fc
@@ -61,7 +60,7 @@ const arbCompletionFields: fc.Arbitrary<CompletionFields> = fc.record({
 describe('encodeMemWriteInto', () => {
   it('writes the golden bytes of the TLP memWriteTlp makes for the same write, from any offset of the source', () => {
     fc.assert(
-      fc.property(arbWriteFields, arbWrite, fc.integer({ min: 0, max: 7 }), (f, w, outAt) => {
+      fc.property(arbMemWriteFields, arbWrite, fc.integer({ min: 0, max: 7 }), (f, w, outAt) => {
         const src = new Uint8Array(w.srcLead + w.length + 8).map((_, i) => (i * 31 + 7) & 0xff);
         const out = new Uint8Array(outAt + 16 + w.length + 4).fill(0xee);
         const n = encodeMemWriteInto(out, outAt, f, w.address, src, w.srcLead, w.length);

@@ -6,12 +6,11 @@
  * jobs wait for credits, and congestion or link loss falls back or fails as before.
  */
 import { describe, expect, it } from 'vitest';
-import { Counters, TlpwireError } from '../../src/core/index.js';
-import { Link, createMemoryTransportPair, type CreditValues, type CreditScales } from '../../src/link/index.js';
-import { VirtualClock } from '../../src/sim/index.js';
+import { TlpwireError } from '../../src/core/index.js';
+import { type CreditValues, type CreditScales } from '../../src/link/index.js';
 import { decodeTlp, memWriteTlp, type MemTlp, type Tlp } from '../../src/tlp/index.js';
-import { TransactionLayer, forEachEnabledRun, type ByteSpan, type CompleterTarget } from '../../src/transaction/index.js';
-import { BASE_CONFIG, patterned, runUntilSettled } from './harness.js';
+import { forEachEnabledRun, type ByteSpan, type CompleterTarget } from '../../src/transaction/index.js';
+import { linkedPair, patterned, type LinkedPair } from './harness.js';
 
 const RAM_BASE = 0x10_0000;
 
@@ -49,18 +48,12 @@ class FastRam implements CompleterTarget {
   }
 }
 
-interface Setup {
-  clock: VirtualClock;
-  rc: TransactionLayer;
-  ep: TransactionLayer;
-  rcLink: Link;
-  epLink: Link;
+interface Setup extends LinkedPair {
   ram: FastRam;
   /** Every TLP the endpoint's link sent, decoded from the wire. */
   epSent: Tlp[];
   /** The kinds of the TLPs in each batch the endpoint's link sent. */
   epBatches: string[][];
-  settle<T>(p: Promise<T>): Promise<T>;
 }
 
 async function setup(
@@ -74,50 +67,36 @@ async function setup(
     beforeRam?: CompleterTarget;
   } = {},
 ): Promise<Setup> {
-  const clock = new VirtualClock();
-  const [tr, te] = createMemoryTransportPair(clock, {
-    ...(o.highWaterBytes === undefined ? {} : { highWaterBytes: o.highWaterBytes }),
-    latencyNs: o.latencyNs ?? 2_000,
-  });
   const epSent: Tlp[] = [];
   const epBatches: string[][] = [];
-  const send = te.send.bind(te);
-  // A tap on the endpoint's wire: decode every TLP item of every batch it sends.
-  te.send = (chunks, done) => {
-    const kinds: string[] = [];
-    epBatches.push(kinds);
-    for (const c of chunks) {
-      for (let off = 4; off < c.length; ) {
-        const type = c[off]!;
-        const len = (c[off + 2]! << 8) | c[off + 3]!;
-        if (type === 0x01) {
-          const tlp = decodeTlp(Uint8Array.from(c.subarray(off + 4, off + 4 + len)));
-          epSent.push(tlp);
-          kinds.push(tlp.kind);
-        }
-        off += 4 + len;
-      }
-    }
-    return send(chunks, done);
-  };
-  const rcLink = new Link(tr, {
-    clock,
-    role: 'rc',
-    counters: new Counters(),
-    ...(o.rcCredits === undefined ? {} : { credits: o.rcCredits }),
-    ...(o.rcScales === undefined ? {} : { scales: o.rcScales }),
-  });
-  const epLink = new Link(te, { clock, role: 'ep', counters: new Counters(), ...(o.epCredits === undefined ? {} : { credits: o.epCredits }) });
-  const rc = new TransactionLayer(rcLink, { clock, config: { ...BASE_CONFIG, requesterId: 0 } });
-  const ep = new TransactionLayer(epLink, { clock, config: { ...BASE_CONFIG, requesterId: 0x0100, tag10Bit: true } });
   const ram = new FastRam(1 << 20);
-  if (o.beforeRam !== undefined) rc.completer.addMemoryTarget(o.beforeRam);
-  rc.completer.addMemoryTarget(ram);
-  rcLink.start();
-  epLink.start();
-  clock.runUntil(() => rcLink.state === 'up' && epLink.state === 'up', 10_000);
-  const settle = <T>(p: Promise<T>): Promise<T> => runUntilSettled(clock, p);
-  return { clock, rc, ep, rcLink, epLink, ram, epSent, epBatches, settle };
+  const { beforeRam, ...link } = o;
+  const pair = linkedPair({
+    ...link,
+    rcTargets: beforeRam === undefined ? [ram] : [beforeRam, ram],
+    // A tap on the endpoint's wire: decode every TLP item of every batch it sends.
+    tap: (_rc, te) => {
+      const send = te.send.bind(te);
+      te.send = (chunks, done) => {
+        const kinds: string[] = [];
+        epBatches.push(kinds);
+        for (const c of chunks) {
+          for (let off = 4; off < c.length; ) {
+            const type = c[off]!;
+            const len = (c[off + 2]! << 8) | c[off + 3]!;
+            if (type === 0x01) {
+              const tlp = decodeTlp(Uint8Array.from(c.subarray(off + 4, off + 4 + len)));
+              epSent.push(tlp);
+              kinds.push(tlp.kind);
+            }
+            off += 4 + len;
+          }
+        }
+        return send(chunks, done);
+      };
+    },
+  });
+  return { ...pair, ram, epSent, epBatches };
 }
 
 /** The MWr TLPs the requester's slow path makes for this write (MPS 256). */

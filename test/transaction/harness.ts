@@ -1,8 +1,10 @@
 /**
  * Two transaction layers joined by the fake link, on a virtual clock: "rc" (ID 00:00.0) and
- * "ep" (ID 01:00.0). The ep exposes RAM at EP_BASE; the rc exposes RAM at RC_BASE.
+ * "ep" (ID 01:00.0). The ep exposes RAM at EP_BASE; the rc exposes RAM at RC_BASE. And
+ * (linkedPair) the same two over real Links and a memory transport, for the fast paths.
  */
-import { SeededRng } from '../../src/core/index.js';
+import { Counters, SeededRng } from '../../src/core/index.js';
+import { Link, createMemoryTransportPair, type CreditScales, type CreditValues } from '../../src/link/index.js';
 import { VirtualClock } from '../../src/sim/index.js';
 import {
   TransactionLayer,
@@ -165,4 +167,57 @@ export function tapTlps(t: { send: (chunks: readonly Uint8Array[], done?: () => 
     }
     return send(chunks, done);
   };
+}
+
+type MemoryTransport = ReturnType<typeof createMemoryTransportPair>[0];
+
+export interface LinkedPairOptions {
+  rcCredits?: Partial<CreditValues>;
+  rcScales?: Partial<CreditScales>;
+  epCredits?: Partial<CreditValues>;
+  highWaterBytes?: number;
+  /** The memory transport's one-way latency. Default 2 µs. */
+  latencyNs?: number;
+  /** Over BASE_CONFIG with requester 01:00.0 and 10-bit tags. */
+  epConfig?: Partial<TransactionConfig>;
+  /** The root complex's memory targets, in the order its completer asks them. */
+  rcTargets?: readonly CompleterTarget[];
+  /** Sets taps on the wire (tapTlps) before the links exist: the root complex's transport, the endpoint's. */
+  tap?: (rcSide: MemoryTransport, epSide: MemoryTransport) => void;
+}
+
+export interface LinkedPair {
+  clock: VirtualClock;
+  rc: TransactionLayer;
+  ep: TransactionLayer;
+  rcLink: Link;
+  epLink: Link;
+  /** Runs the clock until `p` settles (see runUntilSettled). */
+  settle<T>(p: Promise<T>): Promise<T>;
+}
+
+/** A root complex (requester 00:00.0) and an endpoint over real Links and a memory transport, both up. */
+export function linkedPair(o: LinkedPairOptions = {}): LinkedPair {
+  const clock = new VirtualClock();
+  const [tr, te] = createMemoryTransportPair(clock, {
+    ...(o.highWaterBytes === undefined ? {} : { highWaterBytes: o.highWaterBytes }),
+    latencyNs: o.latencyNs ?? 2_000,
+    names: ['rc', 'ep'],
+  });
+  o.tap?.(tr, te);
+  const rcLink = new Link(tr, {
+    clock,
+    role: 'rc',
+    counters: new Counters(),
+    ...(o.rcCredits === undefined ? {} : { credits: o.rcCredits }),
+    ...(o.rcScales === undefined ? {} : { scales: o.rcScales }),
+  });
+  const epLink = new Link(te, { clock, role: 'ep', counters: new Counters(), ...(o.epCredits === undefined ? {} : { credits: o.epCredits }) });
+  const rc = new TransactionLayer(rcLink, { clock, config: { ...BASE_CONFIG, requesterId: RC_ID } });
+  const ep = new TransactionLayer(epLink, { clock, config: { ...BASE_CONFIG, requesterId: EP_ID, tag10Bit: true, ...o.epConfig } });
+  for (const t of o.rcTargets ?? []) rc.completer.addMemoryTarget(t);
+  rcLink.start();
+  epLink.start();
+  clock.runUntil(() => rcLink.state === 'up' && epLink.state === 'up', 10_000);
+  return { clock, rc, ep, rcLink, epLink, settle: (p) => runUntilSettled(clock, p) };
 }

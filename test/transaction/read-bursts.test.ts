@@ -7,46 +7,29 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Counters } from '../../src/core/index.js';
-import { Link, createMemoryTransportPair, type CreditScales, type CreditValues } from '../../src/link/index.js';
-import { VirtualClock } from '../../src/sim/index.js';
+import { type CreditScales, type CreditValues } from '../../src/link/index.js';
 import { decodeTlp, encodeTlp, memReadTlp, type MemTlp } from '../../src/tlp/index.js';
-import { TransactionLayer } from '../../src/transaction/index.js';
-import { BASE_CONFIG, RamTarget, patterned, runUntilSettled, tapTlps } from './harness.js';
+import { RamTarget, linkedPair, patterned, tapTlps } from './harness.js';
 
 const RAM_BASE = 0x10_0000;
 const RAM_BYTES = 1 << 20;
 const MRRS = 512;
 
 function setup(o: { rcCredits?: Partial<CreditValues>; rcScales?: Partial<CreditScales>; highWaterBytes?: number; latencyNs?: number; tags?: number } = {}) {
-  const clock = new VirtualClock();
-  const [tr, te] = createMemoryTransportPair(clock, {
-    ...(o.highWaterBytes === undefined ? {} : { highWaterBytes: o.highWaterBytes }),
-    latencyNs: o.latencyNs ?? 2_000,
-    names: ['rc', 'ep'],
-  });
   // A tap on the endpoint's wire: every MRd it sends, as bytes.
   const mrds: Uint8Array[] = [];
-  tapTlps(te, (b) => {
-    if (b[0] === 0x00 || b[0] === 0x20) mrds.push(b);
-  });
-  const rcLink = new Link(tr, {
-    clock,
-    role: 'rc',
-    counters: new Counters(),
-    ...(o.rcCredits === undefined ? {} : { credits: o.rcCredits }),
-    ...(o.rcScales === undefined ? {} : { scales: o.rcScales }),
-  });
-  const epLink = new Link(te, { clock, role: 'ep', counters: new Counters() });
-  const rc = new TransactionLayer(rcLink, { clock, config: { ...BASE_CONFIG, requesterId: 0 } });
-  const ep = new TransactionLayer(epLink, { clock, config: { ...BASE_CONFIG, requesterId: 0x0100, maxReadRequestSize: MRRS, tag10Bit: true, ...(o.tags === undefined ? {} : { maxOutstandingTags: o.tags }) } });
   const ram = new RamTarget(RAM_BASE, patterned(RAM_BYTES, 9));
-  rc.completer.addMemoryTarget(ram);
-  rcLink.start();
-  epLink.start();
-  clock.runUntil(() => rcLink.state === 'up' && epLink.state === 'up', 10_000);
-  const settle = <T>(p: Promise<T>): Promise<T> => runUntilSettled(clock, p);
-  return { clock, rc, ep, rcLink, epLink, ram, mrds, settle };
+  const { tags, ...link } = o;
+  const pair = linkedPair({
+    ...link,
+    epConfig: { maxReadRequestSize: MRRS, ...(tags === undefined ? {} : { maxOutstandingTags: tags }) },
+    rcTargets: [ram],
+    tap: (_rc, ep) =>
+      tapTlps(ep, (b) => {
+        if (b[0] === 0x00 || b[0] === 0x20) mrds.push(b);
+      }),
+  });
+  return { ...pair, ram, mrds };
 }
 
 /** The MRRS pieces of a read, in address order, as [address, length]. */

@@ -9,12 +9,9 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Counters } from '../../src/core/index.js';
-import { Link, createMemoryTransportPair } from '../../src/link/index.js';
-import { VirtualClock } from '../../src/sim/index.js';
 import { decodeTlp, type Tlp } from '../../src/tlp/index.js';
-import { TransactionLayer, forEachEnabledRun, type ByteSpan, type CompleterTarget, type TransactionConfig } from '../../src/transaction/index.js';
-import { BASE_CONFIG, patterned, runUntilSettled, tapTlps } from './harness.js';
+import { forEachEnabledRun, type ByteSpan, type CompleterTarget, type TransactionConfig } from '../../src/transaction/index.js';
+import { linkedPair, patterned, tapTlps, type LinkedPair } from './harness.js';
 
 const RAM_BASE = 0x10_0000;
 const RAM_BYTES = 1 << 20;
@@ -95,12 +92,7 @@ class Block implements CompleterTarget {
   write(): void {}
 }
 
-interface Setup {
-  clock: VirtualClock;
-  rc: TransactionLayer;
-  ep: TransactionLayer;
-  rcLink: Link;
-  epLink: Link;
+interface Setup extends LinkedPair {
   ram: PagedRam;
   /** The TLPs the root complex's link sent, as wire bytes (hex), in order. */
   rcWire: string[];
@@ -110,7 +102,6 @@ interface Setup {
   runs: { count: number; taken: number }[];
   /** MRd the root complex's link delivered one by one (onMemRead). */
   oneByOne: () => number;
-  settle<T>(p: Promise<T>): Promise<T>;
 }
 
 interface SetupOptions {
@@ -130,23 +121,21 @@ function hex(b: Uint8Array): string {
 }
 
 async function setup(o: SetupOptions = {}): Promise<Setup> {
-  const clock = new VirtualClock();
-  const [tr, te] = createMemoryTransportPair(clock, {
-    ...(o.highWaterBytes === undefined ? {} : { highWaterBytes: o.highWaterBytes }),
-    latencyNs: o.latencyNs ?? 2_000,
-  });
   const rcWire: string[] = [];
   const epSent: Tlp[] = [];
-  tapTlps(tr, (b) => rcWire.push(hex(b)));
-  tapTlps(te, (b) => epSent.push(decodeTlp(b)));
-  const rcLink = new Link(tr, { clock, role: 'rc', counters: new Counters() });
-  const epLink = new Link(te, { clock, role: 'ep', counters: new Counters() });
-  const rc = new TransactionLayer(rcLink, { clock, config: { ...BASE_CONFIG, requesterId: 0 } });
-  const ep = new TransactionLayer(epLink, { clock, config: { ...BASE_CONFIG, requesterId: 0x0100, tag10Bit: true, ...o.ep } });
   const ram = new PagedRam(patterned(RAM_BYTES, 11), o.ramPageBytes ?? 0);
-  for (const t of o.before ?? []) rc.completer.addMemoryTarget(t);
-  rc.completer.addMemoryTarget(ram);
-  rc.completer.setConfigTarget({ configRead: (_bdf, register) => 0x1000 + register, configWrite: () => true });
+  const pair = linkedPair({
+    ...(o.highWaterBytes === undefined ? {} : { highWaterBytes: o.highWaterBytes }),
+    ...(o.latencyNs === undefined ? {} : { latencyNs: o.latencyNs }),
+    ...(o.ep === undefined ? {} : { epConfig: o.ep }),
+    rcTargets: [...(o.before ?? []), ram],
+    tap: (tr, te) => {
+      tapTlps(tr, (b) => rcWire.push(hex(b)));
+      tapTlps(te, (b) => epSent.push(decodeTlp(b)));
+    },
+  });
+  const { rcLink } = pair;
+  pair.rc.completer.setConfigTarget({ configRead: (_bdf, register) => 0x1000 + register, configWrite: () => true });
   const runs: { count: number; taken: number }[] = [];
   const inner = rcLink.onMemReadRun;
   expect(inner).toBeDefined();
@@ -166,11 +155,7 @@ async function setup(o: SetupOptions = {}): Promise<Setup> {
     oneByOne++;
     return innerRead(bytes, v);
   };
-  rcLink.start();
-  epLink.start();
-  clock.runUntil(() => rcLink.state === 'up' && epLink.state === 'up', 10_000);
-  const settle = <T>(p: Promise<T>): Promise<T> => runUntilSettled(clock, p);
-  return { clock, rc, ep, rcLink, epLink, ram, rcWire, epSent, runs, oneByOne: () => oneByOne, settle };
+  return { ...pair, ram, rcWire, epSent, runs, oneByOne: () => oneByOne };
 }
 
 const ramAt = (s: Setup, address: number, length: number): Uint8Array => s.ram.bytes.slice(address - RAM_BASE, address - RAM_BASE + length);
