@@ -12,10 +12,8 @@
  * `… sink PORT`; both read pass sizes (bytes, one per line) on stdin, and exit when it closes.
  */
 import { createServer, connect, type Socket } from 'node:net';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { peerNodeArgs } from './dist.js';
+import { BenchChild } from './child.js';
 
 const RECORD = 256;
 const BATCH_RECORDS = 256; // 64 KiB per write
@@ -32,35 +30,17 @@ export const RAW_PASS_UNIT = RECORD * BATCH_RECORDS;
  */
 export class RawSocketPair {
   private constructor(
-    private readonly sink: ChildProcess,
-    private readonly source: ChildProcess,
-    private readonly sinkLines: AsyncIterator<string>,
-    /** Rejects when either child exits. */
-    private readonly died: Promise<never>,
+    private readonly sink: BenchChild,
+    private readonly source: BenchChild,
   ) {}
 
   static async start(): Promise<RawSocketPair> {
-    const script = fileURLToPath(import.meta.url);
-    const spawnPeer = (args: string[]): ChildProcess => {
-      const child = spawn(process.execPath, [...peerNodeArgs(), script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
-      // A write racing the child's exit fails with EPIPE: the exit is what gets reported.
-      child.stdin!.on('error', () => {});
-      return child;
-    };
-    const exitOf = (child: ChildProcess, name: string): Promise<never> =>
-      new Promise((_, reject) => child.once('exit', (code, signal) => reject(new Error(`the raw baseline's ${name} exited (${signal ?? `code ${code}`})`))));
-    const source = spawnPeer(['source']);
-    const sourceDied = exitOf(source, 'source');
-    sourceDied.catch(() => {});
-    let sink: ChildProcess | undefined;
+    const source = BenchChild.spawn("the raw baseline's source", './raw-socket.ts', ['source']);
+    let sink: BenchChild | undefined;
     try {
-      const sourceLines = createInterface({ input: source.stdout! })[Symbol.asyncIterator]();
-      const port = Number(await Promise.race([nextLine(sourceLines, 'source', 'its port'), sourceDied]));
-      sink = spawnPeer(['sink', String(port)]);
-      const died = Promise.race([sourceDied, exitOf(sink, 'sink')]);
-      died.catch(() => {});
-      const sinkLines = createInterface({ input: sink.stdout! })[Symbol.asyncIterator]();
-      const pair = new RawSocketPair(sink, source, sinkLines, died);
+      const port = await source.line('its port');
+      sink = BenchChild.spawn("the raw baseline's sink", './raw-socket.ts', ['sink', port]);
+      const pair = new RawSocketPair(sink, source);
       await pair.sinkSays('the connection');
       return pair;
     } catch (e) {
@@ -73,28 +53,23 @@ export class RawSocketPair {
   /** Moves `bytes` (a multiple of RAW_PASS_UNIT) and returns the payload bytes per second, timed at the sink from the pass's first byte. */
   async pass(bytes: number): Promise<number> {
     if (bytes % RAW_PASS_UNIT !== 0) throw new RangeError(`a raw pass is a multiple of ${RAW_PASS_UNIT} bytes`);
-    this.sink.stdin!.write(`${bytes}\n`);
+    this.sink.send(String(bytes));
     await this.sinkSays('the pass to be armed');
-    this.source.stdin!.write(`${bytes}\n`);
+    this.source.send(String(bytes));
     return Number(await this.sinkSays('the pass'));
   }
 
   close(): void {
-    this.source.stdin!.end();
-    this.sink.stdin!.end();
+    void this.source.end();
+    void this.sink.end();
     this.source.kill();
     this.sink.kill();
   }
 
+  /** The sink's next line; the source dying meanwhile fails it too. */
   private sinkSays(what: string): Promise<string> {
-    return Promise.race([nextLine(this.sinkLines, 'sink', what), this.died]);
+    return this.sink.line(what, this.source.died);
   }
-}
-
-async function nextLine(lines: AsyncIterator<string>, who: string, what: string): Promise<string> {
-  const next = await lines.next();
-  if (next.done === true) throw new Error(`the raw baseline's ${who} ended while waiting for ${what}`);
-  return next.value;
 }
 
 function fatal(message: string): never {

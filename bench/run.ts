@@ -25,14 +25,12 @@
  *
  * TLPWIRE_BENCH_PROFILE=DIR writes a CPU profile of each DMA peer process there.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { loadDist, missingBenchFlags, peerNodeArgs, type CoreModule } from './dist.js';
-import { WARM_UP_PASSES, type PeerEvent } from './dma-pattern.js';
+import { loadDist, missingBenchFlags, type CoreModule } from './dist.js';
+import { WARM_UP_PASSES } from './dma-pattern.js';
 import { measureCodec, type CodecResult } from './codec.js';
 import { measureInProcess, type InProcessResult } from './in-process.js';
+import { BenchChild } from './child.js';
 import { RawSocketPair } from './raw-socket.js';
 
 const TARGET = { write: 0.6, read: 0.4 } as const;
@@ -77,57 +75,6 @@ interface DmaResult {
   write: DmaPass[];
   read: DmaPass[];
   counters: Record<string, number>;
-}
-
-/** A benchmark child process that prints PeerEvents, one JSON object per line, and takes commands on stdin. */
-class BenchChild {
-  private readonly events: AsyncIterator<string>;
-  readonly exited: Promise<number | null>;
-
-  constructor(
-    readonly name: string,
-    private readonly child: ChildProcess,
-  ) {
-    this.events = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-    this.exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    // A write racing the child's exit fails with EPIPE: expect() reports the exit instead.
-    child.stdin!.on('error', () => {});
-  }
-
-  static spawn(name: string, script: string, args: readonly string[], extraNodeArgs: readonly string[] = []): BenchChild {
-    const path = fileURLToPath(new URL(script, import.meta.url));
-    return new BenchChild(name, spawn(process.execPath, [...peerNodeArgs(extraNodeArgs), path, ...args], { stdio: ['pipe', 'pipe', 'inherit'] }));
-  }
-
-  send(line: string): void {
-    this.child.stdin!.write(`${line}\n`);
-  }
-
-  /** Closes its stdin (it ends then) and waits for its exit code. */
-  async end(): Promise<number | null> {
-    this.child.stdin!.end();
-    return this.exited;
-  }
-
-  kill(): void {
-    this.child.kill();
-  }
-
-  /** The next event, which must be `kind`; its error or its exit is thrown. */
-  async expect<K extends PeerEvent['event']>(kind: K): Promise<Extract<PeerEvent, { event: K }>> {
-    for (;;) {
-      const next = await this.events.next();
-      if (next.done === true) throw new Error(`${this.name} exited (code ${await this.exited}) while ${kind} was awaited`);
-      let e: PeerEvent;
-      try {
-        e = JSON.parse(next.value) as PeerEvent;
-      } catch {
-        continue; // not ours
-      }
-      if (e.event === 'error') throw new Error(`${this.name} failed: ${e.message}`);
-      if (e.event === kind) return e as Extract<PeerEvent, { event: K }>;
-    }
-  }
 }
 
 /**
