@@ -212,7 +212,9 @@ async function main(): Promise<void> {
   console.log(`tlpwire bench: node ${process.version}, ${cpus().length} CPUs, load average ${load()} (1/5/15 min)`);
   console.log(`DMA: MPS 256 B, MRRS 512 B, ${o.mib} MiB per pass, ${o.reps} rounds of a write and a read pass after ${WARM_UP_PASSES} warm-up passes of each`);
   const { bulkCopy } = await loadDist<CoreModule>('core/index.js');
-  console.log(`bulk copies: ${bulkCopy().detail} (TLPWIRE_BULK_COPY=js compares)`);
+  const copies = bulkCopy();
+  const scan = copies.scanCompletions === undefined ? 'JavaScript' : 'native scan';
+  console.log(`bulk copies: ${copies.detail}; endpoint's read completions: ${scan} (TLPWIRE_BULK_COPY=js compares)`);
   const missing = missingBenchFlags();
   if (missing.length > 0) {
     console.log(`note: this process (the in-process and codec measurements) lacks ${missing.join(' ')}; run it with npm run bench to measure as documented`);

@@ -12,6 +12,9 @@
  *     (a write's bytes into its MWr payloads, RAM pages into CplD payloads, CplD payloads into
  *     callers' buffers).
  *     dsts and srcs are arrays of Uint8Arrays.
+ *   scanCompletions(msg, off, end, table, dests, out, requesterId, mps, rcb)
+ *     the run of plain CplDs at msg[off…end) for the reads a tag table describes, each payload
+ *     copied into its read's buffer; returns where it stopped (see scan_completions below).
  *
  * dst and src are Uint8Arrays, the offsets, indexes and lengths Int32Arrays.
  *
@@ -26,7 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BULKCOPY_VERSION 2
+#define BULKCOPY_VERSION 3
 
 static napi_value throw_error(napi_env env, int range, const char* msg) {
   if (range) napi_throw_range_error(env, NULL, msg);
@@ -216,12 +219,269 @@ done:
   return result;
 }
 
+/*
+ * scanCompletions(msg, off, end, table, dests, out, requesterId, mps, rcb)
+ *
+ * The DMA read path's CplDs in one call. Walks the tlpwire items of msg from off (before end):
+ * [type u8][flags u8][len u16 BE][body], takes each one that is a plain successful CplD for an
+ * outstanding read the table says may be taken here, copies its payload into that read's
+ * buffer, and stops at the first item it does not take (returning its offset), which the
+ * JavaScript path then handles with every rule it has. So this only has to recognise the common
+ * case exactly; anything unusual is simply not taken.
+ *
+ * table: 8 int32 per tag (tags 0..1023): armed (1 = may be taken here), tc, destId, destOffset,
+ * next (the low 32 bits of the address the next completion starts at), remaining (bytes owed).
+ * out: [count, tag0, n0, tag1, n1, …]: what was taken, in order.
+ *
+ * Per CplD it costs a header check and a memmove: the destinations are fetched once per call
+ * (their own slot for destIds below SCAN_CACHE, one of SCAN_FAR shared ones above), all before
+ * the scan, and nothing is allocated.
+ */
+#define SCAN_STRIDE 8
+#define SCAN_TAGS 1024
+#define SCAN_CACHE 256 /* destinations with their own slot */
+#define SCAN_FAR 16    /* and how many others one call can use */
+#define CPLD_FMT_TYPE 0x4A
+#define ITEM_TLP 0x01
+#define ITEM_HEADER 4
+#define CPL_HEADER 12
+
+enum { E_ARMED, E_TC, E_DEST, E_OFFSET, E_NEXT, E_REMAINING };
+
+/* A typed array's bytes (any element type) without throwing: 1 if v is one. */
+static int bytes_of(napi_env env, napi_value v, uint8_t** data, size_t* len) {
+  bool is = false;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return 0;
+  napi_typedarray_type type;
+  size_t n, offset;
+  void* p = NULL;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, v, &type, &n, &p, &ab, &offset) != napi_ok) return 0;
+  size_t size;
+  switch (type) {
+    case napi_int8_array:
+    case napi_uint8_array:
+    case napi_uint8_clamped_array: size = 1; break;
+    case napi_int16_array:
+    case napi_uint16_array: size = 2; break;
+    case napi_int32_array:
+    case napi_uint32_array:
+    case napi_float32_array: size = 4; break;
+    case napi_float64_array:
+    case napi_bigint64_array:
+    case napi_biguint64_array: size = 8; break;
+    default: return 0;
+  }
+  *data = (uint8_t*)p;
+  *len = n * size;
+  return 1;
+}
+
+typedef struct {
+  napi_value v;
+  uint8_t* data; /* NULL: not a typed array (or no bytes) */
+  size_t len;
+} view;
+
+/* Whether v still has the bytes it had (JavaScript may have detached or shrunk its buffer). */
+static int unchanged(napi_env env, const view* w) {
+  uint8_t* data = NULL;
+  size_t len = 0;
+  return bytes_of(env, w->v, &data, &len) && data == w->data && len == w->len;
+}
+
+static inline uint32_t be32(const uint8_t* p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+typedef struct {
+  const uint8_t* h; /* the TLP */
+  size_t len;       /* the item's body length */
+  uint32_t lengthDw, byteCount, tag, tc, lowerAddress;
+} cpld;
+
+/* Checks a.–f.: the item at p is a whole, plain, successful CplD for requester `want`. */
+static inline int plain_cpld(const uint8_t* msg, size_t p, size_t end, uint32_t want, cpld* c) {
+  /* a. A whole TLP item with at least a 3-DW header. */
+  if (p + ITEM_HEADER + CPL_HEADER > end || msg[p] != ITEM_TLP) return 0;
+  const size_t len = (size_t)msg[p + 2] << 8 | msg[p + 3];
+  const uint8_t* h = msg + p + ITEM_HEADER;
+  if (p + ITEM_HEADER + len > end) return 0;
+  /* b.–d. CplD (not CplDLk), no digest, not poisoned, its Length matching the item. */
+  if (h[0] != CPLD_FMT_TYPE || (h[2] & 0xC0) != 0) return 0;
+  uint32_t lengthDw = (uint32_t)(h[2] & 3) << 8 | h[3];
+  if (lengthDw == 0) lengthDw = 1024;
+  if (len != CPL_HEADER + 4 * (size_t)lengthDw) return 0;
+  /* e.–f. Successful, for us, and whose. */
+  const uint32_t dw1 = be32(h + 4), dw2 = be32(h + 8);
+  if ((dw1 >> 13 & 7) != 0 || dw2 >> 16 != want) return 0;
+  c->h = h;
+  c->len = len;
+  c->lengthDw = lengthDw;
+  c->byteCount = (dw1 & 0xFFF) == 0 ? 4096 : dw1 & 0xFFF;
+  c->tag = (uint32_t)(h[1] >> 7 & 1) << 9 | (uint32_t)(h[1] >> 3 & 1) << 8 | (dw2 >> 8 & 0xFF);
+  c->tc = h[1] >> 4 & 7;
+  c->lowerAddress = dw2 & 0x7F;
+  return 1;
+}
+
+/* Where destination `id`'s view is kept: its own slot below SCAN_CACHE, else one of the few
+ * far slots (added when `add`); NULL when there is none. */
+static inline view* dest_view(view* near, uint8_t* nearState, view* far, int32_t* farId, int* nfar, int32_t id, int add, int* fresh) {
+  *fresh = 0;
+  if (id < SCAN_CACHE) {
+    if (nearState[id] == 0) {
+      if (!add) return NULL;
+      nearState[id] = 1;
+      *fresh = 1;
+    }
+    return &near[id];
+  }
+  for (int j = 0; j < *nfar; j++)
+    if (farId[j] == id) return &far[j];
+  if (!add || *nfar == SCAN_FAR) return NULL;
+  farId[*nfar] = id;
+  *fresh = 1;
+  return &far[(*nfar)++];
+}
+
+static napi_value scan_completions(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value a[9];
+  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok || argc < 9) return throw_error(env, 0, "scanCompletions takes 9 arguments");
+  size_t msgLen, tableLen, outLen;
+  uint8_t* msg = typed(env, a[0], napi_uint8_array, &msgLen, "scanCompletions: msg must be a Uint8Array");
+  if (msg == NULL) return NULL;
+  int32_t* table = typed(env, a[3], napi_int32_array, &tableLen, "scanCompletions: table must be an Int32Array");
+  if (table == NULL) return NULL;
+  bool isArr = false;
+  if (napi_is_array(env, a[4], &isArr) != napi_ok || !isArr) return throw_error(env, 0, "scanCompletions: dests must be an array of Uint8Arrays");
+  int32_t* out = typed(env, a[5], napi_int32_array, &outLen, "scanCompletions: out must be an Int32Array");
+  if (out == NULL) return NULL;
+  int64_t off, end, requesterId, mps, rcb;
+  if (!int_arg(env, a[1], &off) || !int_arg(env, a[2], &end) || (uint64_t)end > msgLen || off > end) {
+    return throw_error(env, 1, "scanCompletions: off and end must be integers with 0 <= off <= end <= msg.length");
+  }
+  if (tableLen < (size_t)SCAN_TAGS * SCAN_STRIDE) return throw_error(env, 1, "scanCompletions: table must hold 8 int32 for each of 1024 tags");
+  if (outLen < 1) return throw_error(env, 1, "scanCompletions: out must hold at least the count");
+  if (!int_arg(env, a[6], &requesterId) || requesterId > 0xFFFF) return throw_error(env, 1, "scanCompletions: requesterId must be an integer 0..65535");
+  if (!int_arg(env, a[7], &mps) || mps < 128 || mps > 4096) return throw_error(env, 1, "scanCompletions: mps must be an integer 128..4096");
+  if (!int_arg(env, a[8], &rcb) || (rcb != 64 && rcb != 128)) return throw_error(env, 1, "scanCompletions: rcb must be 64 or 128");
+
+  const size_t cap = (outLen - 1) / 2;
+  const uint32_t want = (uint32_t)requesterId;
+  const size_t stop = (size_t)end;
+  cpld c;
+  int fresh;
+  /* Each destination's bytes, fetched once per call. */
+  view near[SCAN_CACHE], far[SCAN_FAR];
+  uint8_t nearState[SCAN_CACHE];
+  int32_t farId[SCAN_FAR];
+  int nfar = 0;
+  memset(nearState, 0, sizeof nearState);
+
+  /*
+   * 1. The destinations the items may need, listed first (no JavaScript runs while msg and table
+   * are read here), then fetched. Fetching an element can run JavaScript (a getter), which could
+   * change or detach any buffer; so everything is looked at again after the fetches (2.), and
+   * the scan itself (3.) runs no JavaScript at all. Only what cannot change during the scan is
+   * checked here (armed only ever goes from 1 to 0), so a few may be fetched that it stops before.
+   */
+  view* listed[SCAN_CACHE + SCAN_FAR];
+  int32_t listedId[SCAN_CACHE + SCAN_FAR];
+  int nlisted = 0;
+  {
+    size_t p = (size_t)off;
+    for (size_t k = 0; k < cap && plain_cpld(msg, p, stop, want, &c); k++, p += ITEM_HEADER + c.len) {
+      const int32_t* e = table + (size_t)c.tag * SCAN_STRIDE;
+      if (e[E_ARMED] != 1 || (uint32_t)e[E_TC] != c.tc || e[E_DEST] < 0) break;
+      view* w = dest_view(near, nearState, far, farId, &nfar, e[E_DEST], 1, &fresh);
+      if (w == NULL) break;
+      if (!fresh) continue;
+      w->data = NULL;
+      listed[nlisted] = w;
+      listedId[nlisted++] = e[E_DEST];
+    }
+  }
+  for (int j = 0; j < nlisted; j++) {
+    if (napi_get_element(env, a[4], (uint32_t)listedId[j], &listed[j]->v) == napi_ok) continue;
+    /* A throwing getter: not an error of ours. The scan stops at this destination's first
+     * CplD and the JavaScript path meets the getter again; the rest are not needed. */
+    napi_value ignored;
+    napi_get_and_clear_last_exception(env, &ignored);
+    for (; j < nlisted; j++) {
+      if (listedId[j] < SCAN_CACHE) nearState[listedId[j]] = 2;
+      else farId[listed[j] - far] = -1;
+    }
+  }
+  /* 2. If JavaScript may have run, msg, table and out must be as they were; then the bytes. */
+  if (nlisted > 0) {
+    view fixed[3] = {{a[0], msg, msgLen}, {a[3], (uint8_t*)table, tableLen * 4}, {a[5], (uint8_t*)out, outLen * 4}};
+    int same[3];
+    for (int k = 0; k < 3; k++) same[k] = unchanged(env, &fixed[k]);
+    if (!same[0] || !same[1] || !same[2]) {
+      if (same[2]) out[0] = 0;
+      napi_value result;
+      return napi_create_double(env, (double)off, &result) == napi_ok ? result : NULL;
+    }
+    for (int j = 0; j < nlisted; j++) {
+      const int failed = listedId[j] < SCAN_CACHE ? nearState[listedId[j]] != 1 : farId[listed[j] - far] < 0;
+      if (failed || !bytes_of(env, listed[j]->v, &listed[j]->data, &listed[j]->len)) listed[j]->data = NULL;
+    }
+  }
+
+  /* 3. The scan. */
+  size_t k = 0;
+  size_t p = (size_t)off;
+  out[0] = 0;
+  while (k < cap && plain_cpld(msg, p, stop, want, &c)) {
+    /* g.–h. A read outstanding on that tag and TC, and this the completion it expects next. */
+    int32_t* e = table + (size_t)c.tag * SCAN_STRIDE;
+    if (e[E_ARMED] != 1 || (uint32_t)e[E_TC] != c.tc) break;
+    const uint32_t next = (uint32_t)e[E_NEXT];
+    const int32_t remaining = e[E_REMAINING];
+    const uint32_t dataLength = 4 * c.lengthDw;
+    if ((int64_t)c.byteCount != remaining || c.lowerAddress != (next & 0x7F) || dataLength > (uint64_t)mps) break;
+    /* i. The last completion carries exactly the rest; any other ends at an RCB boundary. */
+    const uint32_t lead = next & 3;
+    uint32_t n = dataLength - lead;
+    if (n >= (uint32_t)remaining) {
+      if (c.lengthDw != (lead + (uint32_t)remaining + 3) / 4) break;
+      n = (uint32_t)remaining;
+    } else if (((next + n) & (uint32_t)(rcb - 1)) != 0) {
+      break;
+    }
+    /* j. The read's buffer (fetched in 1., unless something there stopped it). */
+    const int32_t destId = e[E_DEST];
+    const int32_t destOffset = e[E_OFFSET];
+    if (destId < 0 || destOffset < 0) break;
+    const view* w = dest_view(near, nearState, far, farId, &nfar, destId, 0, &fresh);
+    if (w == NULL || (destId < SCAN_CACHE && nearState[destId] != 1)) break;
+    if (w->data == NULL || (uint64_t)destOffset + n > w->len) break;
+    /* k. Take it. memmove: the buffer may be a view of msg. */
+    memmove(w->data + destOffset, c.h + CPL_HEADER + lead, n);
+    e[E_OFFSET] = (int32_t)((uint32_t)destOffset + n);
+    e[E_NEXT] = (int32_t)(next + n);
+    e[E_REMAINING] = remaining - (int32_t)n;
+    if (e[E_REMAINING] == 0) e[E_ARMED] = 0;
+    out[1 + 2 * k] = (int32_t)c.tag;
+    out[2 + 2 * k] = (int32_t)n;
+    out[0] = (int32_t)++k;
+    p += ITEM_HEADER + c.len;
+  }
+  napi_value result;
+  if (napi_create_double(env, (double)p, &result) != napi_ok) return NULL;
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn, version;
   if (napi_create_function(env, "gather", NAPI_AUTO_LENGTH, gather, NULL, &fn) != napi_ok) return NULL;
   napi_set_named_property(env, exports, "gather", fn);
   if (napi_create_function(env, "copyMany", NAPI_AUTO_LENGTH, copy_many, NULL, &fn) != napi_ok) return NULL;
   napi_set_named_property(env, exports, "copyMany", fn);
+  if (napi_create_function(env, "scanCompletions", NAPI_AUTO_LENGTH, scan_completions, NULL, &fn) != napi_ok) return NULL;
+  napi_set_named_property(env, exports, "scanCompletions", fn);
   napi_create_uint32(env, BULKCOPY_VERSION, &version);
   napi_set_named_property(env, exports, "version", version);
   return exports;

@@ -35,9 +35,57 @@ export type CopyManyFn = (
   count: number,
 ) => void;
 
+/** Int32s per tag in a scanCompletions table: armed, tc, destId, destOffset, next, remaining, 2 unused. */
+export const SCAN_TABLE_STRIDE = 8;
+/** Tags a scanCompletions table covers (10-bit tags): the table holds at least STRIDE × TAGS int32s. */
+export const SCAN_TABLE_TAGS = 1024;
+
+/**
+ * The DMA read path's fast path for the CplDs of a received batch (native only; the JavaScript
+ * receive path is the fallback and handles whatever this does not take). Walks the items
+ * `[type u8][flags u8][len u16 BE][body]` of msg from `off` (before `end`), takes each that is a
+ * plain completion of an outstanding read, and returns the offset of the first item it does NOT
+ * take (`off` when none), which the caller then handles itself.
+ *
+ * table, at tag × SCAN_TABLE_STRIDE: [0] armed (1 = may be taken here), [1] tc, [2] destId (index
+ * into dests), [3] destOffset, [4] next (low 32 bits of the address the next completion starts
+ * at, as int32), [5] remaining (bytes still owed). An item is taken when all of these hold:
+ * it is a whole TLP item (type 1) with a 12-byte header; Fmt/Type is CplD (0x4A; not CplDLk);
+ * TD and EP are clear; len is 12 + 4 × Length; Completion Status is SC; the Requester ID is
+ * requesterId; the tag's entry is armed and its tc is the TLP's TC; Byte Count equals remaining;
+ * Lower Address equals next & 0x7F; the payload is at most mps bytes; it carries the rest
+ * exactly (Length = ceil((next & 3 + remaining) / 4)) or ends on an rcb boundary; and the bytes
+ * fit dests[destId] from destOffset. Taking copies the payload (from byte next & 3 of it) to the
+ * destination, advances destOffset and next, lowers remaining, and disarms the entry when
+ * remaining reaches 0.
+ *
+ * out[0] = k, the CplDs taken; out[1 + 2j], out[2 + 2j] = the j-th one's tag and byte count. The
+ * scan stops when out has no room for another entry. Bad arguments (off/end outside msg, a short
+ * table or empty out, rcb not 64/128, mps not 128..4096, requesterId not 0..65535, not typed
+ * arrays) throw a RangeError or TypeError before anything is changed.
+ *
+ * Each destination is fetched from dests once per call, all before anything is taken; if that
+ * ran JavaScript (a getter) that detached or resized msg, table or out, nothing is taken, and a
+ * getter that throws just stops the scan at that destination's first CplD (nothing is thrown).
+ * destIds from 256 up share 16 places a call: a CplD for a 17th such destination stops the scan.
+ */
+export type ScanCompletionsFn = (
+  msg: Uint8Array,
+  off: number,
+  end: number,
+  table: Int32Array,
+  dests: readonly (Uint8Array | undefined)[],
+  out: Int32Array,
+  requesterId: number,
+  mps: number,
+  rcb: number,
+) => number;
+
 export interface BulkCopy {
   gather: GatherFn;
   copyMany: CopyManyFn;
+  /** The native CplD scan, when the addon is used and was built with it; never in JavaScript. */
+  scanCompletions?: ScanCompletionsFn;
   /** Where the copies come from: the addon's path, or why JavaScript is used. */
   native: boolean;
   detail: string;
@@ -66,11 +114,13 @@ export const DEFAULT_BULK_COPY_ADDON_PATH = fileURLToPath(new URL('../../native/
 export function loadNativeBulkCopy(path: string = DEFAULT_BULK_COPY_ADDON_PATH): Omit<BulkCopy, 'native' | 'detail'> | string {
   if (!existsSync(path)) return 'the native addon is not built (npm run build:native)';
   try {
-    const mod = createRequire(import.meta.url)(path) as { gather?: unknown; copyMany?: unknown };
+    const mod = createRequire(import.meta.url)(path) as { gather?: unknown; copyMany?: unknown; scanCompletions?: unknown };
     if (typeof mod.gather !== 'function' || typeof mod.copyMany !== 'function') {
       return `${path} is not tlpwire's bulk-copy addon (or an older build of it: npm run build:native)`;
     }
-    return { gather: mod.gather as GatherFn, copyMany: mod.copyMany as CopyManyFn };
+    const copies = { gather: mod.gather as GatherFn, copyMany: mod.copyMany as CopyManyFn };
+    // An older build without the scan still does the copies; the read path then uses JavaScript.
+    return typeof mod.scanCompletions === 'function' ? { ...copies, scanCompletions: mod.scanCompletions as ScanCompletionsFn } : copies;
   } catch (e) {
     const first = (e instanceof Error ? e.message : String(e)).split('\n')[0] ?? '';
     return `the native addon does not load (${first})`;

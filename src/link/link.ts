@@ -260,6 +260,13 @@ export class Link implements LinkPort {
    * onMemRead's are); the rest go on to onMemRead or onTlp one by one, as usual.
    */
   onMemReadRun: ((run: MemReadRun) => number) | undefined = undefined;
+  /**
+   * The bulk receive path for read completions (LinkPort): the CplD items of a batch that follow
+   * one, from an offset on, taken together (the requester's native scan), before any later item
+   * is looked at. Returns where it stopped; the link counts those taken and frees their credits,
+   * and hands the item it stopped at on as usual (then scans again after it).
+   */
+  onCompletionScan: ((msg: Uint8Array, off: number, end: number, maxPayloadSize: number) => number) | undefined = undefined;
   /** Called when a received message is done with (LinkPort.onReceiveEnd). */
   onReceiveEnd: () => void = () => {};
   private readonly memReadView = new MemReadView();
@@ -928,13 +935,23 @@ export class Link implements LinkPort {
 
   /**
    * The CplD items of msg[off, end) that follow one, each handled as receiveTlp would handle it
-   * (its credits taken, then deliverTlp), in one loop; returns where the first item that is not
-   * such a CplD begins (receiveItem's then). Most of a DMA read's answer goes this way.
+   * (its credits taken, then deliverTlp), in one loop, those that onCompletionScan takes first;
+   * returns where the first item that is not such a CplD begins (receiveItem's then). Most of a
+   * DMA read's answer goes this way.
    */
   private receiveCompletions(msg: Uint8Array, off: number, end: number): number {
     const rx = this.rx;
     if (rx === undefined || this._state !== 'up' || this.run.count + this.readRun.count > 0) return off;
-    while (off + ITEM_HEADER_BYTES + TLP_SIZE.HEADER_3DW <= end && msg[off] === ITEM.TLP && msg[off + ITEM_HEADER_BYTES] === BYTE0_CPLD) {
+    // (The scan takes no credits into account: only when completions have infinite ones, as at
+    // a root complex and an endpoint.)
+    const scan = this.onCompletionScan !== undefined && rx.roomOf(CLASS_CPL * 2) === Infinity && rx.roomOf(CLASS_CPL * 2 + 1) === Infinity;
+    for (;;) {
+      if (scan) {
+        off = this.scanCompletions(rx, msg, off, end);
+        if (this.finished) break;
+      }
+      // One the scan did not take (each of them, without a scan): the usual way.
+      if (!(off + ITEM_HEADER_BYTES + TLP_SIZE.HEADER_3DW <= end && msg[off] === ITEM.TLP && msg[off + ITEM_HEADER_BYTES] === BYTE0_CPLD)) break;
       const len = (msg[off + 2]! << 8) | msg[off + 3]!;
       const body = off + ITEM_HEADER_BYTES;
       if (body + len > end) break;
@@ -949,6 +966,32 @@ export class Link implements LinkPort {
       if (this.finished) break;
     }
     return off;
+  }
+
+  /** onCompletionScan from `off`: what it took counted and its credits taken and freed; returns where it stopped. */
+  private scanCompletions(rx: RxCredits, msg: Uint8Array, off: number, end: number): number {
+    let to: number;
+    try {
+      to = this.onCompletionScan!(msg, off, end, this.maxPayloadSize);
+    } catch (e) {
+      // As for onTlp: the consumer's bug must not take the link down; the items go the usual way.
+      this.counters.add('errors.consumer');
+      this.log.error({ err: errorMessage(e) }, 'completion scan threw');
+      return off;
+    }
+    if (!(to > off && to <= end)) return off;
+    let count = 0;
+    let data = 0;
+    for (let p = off; p < to; ) {
+      const len = (msg[p + 2]! << 8) | msg[p + 3]!;
+      data += dataCreditsFor(len - TLP_SIZE.HEADER_3DW);
+      count++;
+      p += ITEM_HEADER_BYTES + len;
+    }
+    rx.receiveClassN(CLASS_CPL, count, data);
+    rx.releaseClass(CLASS_CPL, count, data);
+    this.received.CplD.add(count);
+    return to;
   }
 
   /**

@@ -85,6 +85,14 @@ export interface LinkPort {
    */
   onMemReadRun?: ((run: MemReadRun) => number) | undefined;
   /**
+   * Optional bulk receive path for read completions (the requester's native scan): takes the CplD
+   * items of msg[off, end) from `off` on, as onCompletionData would take them one by one, and
+   * returns where it stopped (`off`: it took none). The link counts them and frees their
+   * credits; the item it stopped at goes the usual way. Used only while completion credits are
+   * infinite; `maxPayloadSize` is the link's.
+   */
+  onCompletionScan?: ((msg: Uint8Array, off: number, end: number, maxPayloadSize: number) => number) | undefined;
+  /**
    * Optional, set by the owner: called once the link is done with a received message (its TLPs
    * handled, their deferred copies done), before anything is sent early. Work that the message's
    * TLPs made due can be done here together instead of TLP by TLP (the requester issues the

@@ -89,6 +89,8 @@ export class FunctionRequesters {
         return true;
       };
     }
+    // The scan of completions would skip that routing too: each comes to onCompletionData above.
+    link.onCompletionScan = undefined;
     // Runs of writes would skip the per-write check below: a device takes them one by one
     // (BAR writes are few and small; the run path is for DMA into host memory).
     link.onMemWriteRun = undefined;

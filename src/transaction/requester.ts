@@ -23,9 +23,12 @@ import {
   TlpwireError,
   isTlpwireError,
   silentLogger,
+  SCAN_TABLE_STRIDE,
+  SCAN_TABLE_TAGS,
   type Clock,
   type ErrorCode,
   type Logger,
+  type ScanCompletionsFn,
   type TimerHandle,
 } from '../core/index.js';
 import type { LinkCapabilities } from '../link/index.js';
@@ -167,6 +170,12 @@ export interface RequesterOptions {
    * loop per batch instead of one per completed request.
    */
   deferIssue?: boolean;
+  /**
+   * The native completion scan (src/core bulk-copy addon) for scanCompletions: with it the
+   * requester keeps a table of its outstanding memory reads that the scan checks completions
+   * against and copies them by. Without it scanCompletions is not offered (scansCompletions false).
+   */
+  scanCompletions?: ScanCompletionsFn;
 }
 
 export interface RequesterStats {
@@ -202,6 +211,8 @@ interface ReadOp {
   fast: MemReadFields | undefined;
   outstanding: number;
   settled: boolean;
+  /** Where dest is in the scan's list of read buffers (-1: not there). */
+  destId: number;
   resolve: (data: Uint8Array) => void;
   reject: (error: TlpwireError) => void;
 }
@@ -256,6 +267,18 @@ export class Requester {
   /** handleCompletionData freed a tag and left issuing to issueDeferred. */
   private issueDue = false;
   /**
+   * The native completion scan, when there is one, and what it works from: per tag, whether a
+   * completion may be taken there and what the read still expects (armed by arm(), kept equal to
+   * the slot while it is active, cleared when it is not: finishSlot, a failed read), and the read
+   * buffers it copies into, by the destId of their reads.
+   */
+  private readonly scan: ScanCompletionsFn | undefined;
+  private readonly scanTable: Int32Array | undefined;
+  private readonly scanDests: (Uint8Array | undefined)[] = [];
+  private readonly freeDestIds: number[] = [];
+  private readonly scanOut: Int32Array | undefined;
+  private scanTaken = 0;
+  /**
    * Running completion timers, oldest first: every request gets the same timeout, so deadlines
    * are in start order and one clock timer, set for the oldest, serves them all (a timer per
    * request costs more than the rest of a read's bookkeeping). Entries of tags that completed
@@ -291,6 +314,12 @@ export class Requester {
     this.log = options.logger ?? silentLogger;
     this.copyLater = options.copyLater;
     this.deferIssue = options.deferIssue === true;
+    this.scan = options.scanCompletions;
+    if (this.scan !== undefined) {
+      this.scanTable = new Int32Array(SCAN_TABLE_TAGS * SCAN_TABLE_STRIDE);
+      // Room for every tag's completions twice over: a scan stops when it is full.
+      this.scanOut = new Int32Array(1 + 2 * 2 * SCAN_TABLE_TAGS);
+    }
     this.counters = options.counters ?? new Counters();
     this.config = c;
     this.timeoutNs = cplTimeoutNs(c.cplTimeout);
@@ -356,6 +385,7 @@ export class Requester {
         fast: fastReadFields(options),
         outstanding: 0,
         settled: false,
+        destId: -1,
         resolve,
         reject,
       };
@@ -573,8 +603,12 @@ export class Requester {
       this.malformed(slot, cpl, `TC ${cpl.tc} differs from the request's TC ${slot.tc}`);
       return;
     }
-    if (slot.kind === 'mem') this.memCompletion(slot, op as ReadOp, cpl);
-    else this.singleCompletion(slot, op as SingleOp, cpl);
+    if (slot.kind === 'mem') {
+      this.memCompletion(slot, op as ReadOp, cpl);
+      if (this.scanTable !== undefined && slot.state === S_ACTIVE) this.arm(slot);
+    } else {
+      this.singleCompletion(slot, op as SingleOp, cpl);
+    }
   }
 
   /**
@@ -609,8 +643,51 @@ export class Requester {
       this.maybeResolveRead(op);
       if (this.deferIssue) this.issueDue = true;
       else this.issueWaiting();
+    } else if (this.scanTable !== undefined) {
+      this.arm(slot);
     }
     return true;
+  }
+
+  /** Whether scanCompletions may be called (the requester was given the native scan). */
+  get scansCompletions(): boolean {
+    return this.scan !== undefined;
+  }
+
+  /** How many completions the last scanCompletions took. */
+  get lastScanCount(): number {
+    return this.scanTaken;
+  }
+
+  /**
+   * The CplD items of msg[off, end) from `off` on that the native scan takes, taken: each is the
+   * next expected, well-formed, successful part of an outstanding memory read (what
+   * handleCompletionData takes), its data copied into the read's buffer. Returns where the scan
+   * stopped: at the first item it did not take, which the caller hands on the usual way.
+   * `maxPayloadSize` is the link's (larger payloads are for the link to report). Throws only what
+   * the scan throws for bad arguments (nothing taken then); never called without a scan.
+   */
+  scanCompletions(msg: Uint8Array, off: number, end: number, maxPayloadSize: number): number {
+    const out = this.scanOut!;
+    const to = this.scan!(msg, off, end, this.scanTable!, this.scanDests, out, this.requesterId, Math.min(maxPayloadSize, this.mps), this.config.rcb);
+    const k = out[0]!;
+    this.scanTaken = k;
+    for (let j = 0; j < k; j++) {
+      const slot = this.slots[out[1 + 2 * j]!]!;
+      const n = out[2 + 2 * j]!;
+      // The scan has copied the data and moved the tag's table entry on: the slot follows.
+      slot.offset += n;
+      slot.nextAddress += n;
+      slot.remaining -= n;
+      if (slot.remaining === 0) {
+        const op = slot.op as ReadOp;
+        this.finishSlot(slot, S_FREE);
+        this.maybeResolveRead(op);
+        if (this.deferIssue) this.issueDue = true;
+        else this.issueWaiting();
+      }
+    }
+    return to;
   }
 
   /** Issues what handleCompletionData left for later (RequesterOptions.deferIssue). */
@@ -737,6 +814,7 @@ export class Requester {
     slot.op = op;
     slot.tc = tc;
     op.outstanding++;
+    if (this.scanTable !== undefined && slot.kind === 'mem') this.arm(slot);
     // The timeout runs from transmission: a request waiting for credits is not yet late.
     if (tlp === undefined) slot.enqueueOptions.onSent!();
     else this.output.enqueue(tlp, slot.enqueueOptions);
@@ -941,12 +1019,47 @@ export class Requester {
   private maybeResolveRead(op: ReadOp): void {
     if (op.settled || op.outstanding > 0 || this.hasMore(op)) return;
     op.settled = true;
+    if (op.destId >= 0) this.releaseDest(op);
     op.resolve(op.dest);
+  }
+
+  /**
+   * Lets the scan take the next completion of a memory read's tag, as the slot expects it now
+   * (or not at all when it expects none: no longer active, a zero-length read, its read settled).
+   */
+  private arm(slot: Slot): void {
+    const t = this.scanTable!;
+    const i = slot.tag * SCAN_TABLE_STRIDE;
+    const op = slot.op as ReadOp | undefined;
+    if (slot.state !== S_ACTIVE || slot.kind !== 'mem' || slot.zeroLength || op === undefined || op.settled || !(slot.remaining > 0)) {
+      t[i] = 0;
+      return;
+    }
+    if (op.destId < 0) {
+      const id = this.freeDestIds.pop() ?? this.scanDests.length;
+      this.scanDests[id] = op.dest;
+      op.destId = id;
+    }
+    t[i + 1] = slot.tc;
+    t[i + 2] = op.destId;
+    t[i + 3] = slot.offset;
+    // The scan needs the address's low bits only (Lower Address, RCB boundaries, the lead in its DW).
+    t[i + 4] = slot.nextAddress % 0x1_0000_0000 | 0;
+    t[i + 5] = slot.remaining;
+    t[i] = 1;
+  }
+
+  /** The read's buffer leaves the scan's list (none of its tags is armed any more). */
+  private releaseDest(op: ReadOp): void {
+    this.scanDests[op.destId] = undefined;
+    this.freeDestIds.push(op.destId);
+    op.destId = -1;
   }
 
   /** Ends a tag's request: timer off, tag back to the pool (or kept, if quarantined). */
   private finishSlot(slot: Slot, state: number): void {
     if (slot.deadline >= 0) this.stopTimer(slot);
+    if (this.scanTable !== undefined) this.scanTable[slot.tag * SCAN_TABLE_STRIDE] = 0;
     const op = slot.op;
     if (op !== undefined) op.outstanding--;
     slot.op = undefined;
@@ -957,6 +1070,14 @@ export class Requester {
   private failOp(op: Op, error: TlpwireError): void {
     if (op.settled) return;
     op.settled = true;
+    if (op.kind === 'read' && op.destId >= 0) {
+      // Its buffer is the caller's again: no completion still to come may be copied into it.
+      if (op.outstanding > 0) {
+        const t = this.scanTable!;
+        for (const slot of this.slots) if (slot !== undefined && slot.op === op) t[slot.tag * SCAN_TABLE_STRIDE] = 0;
+      }
+      this.releaseDest(op);
+    }
     op.reject(error);
   }
 

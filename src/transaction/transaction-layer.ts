@@ -12,6 +12,7 @@
 import {
   Counters,
   TlpwireError,
+  bulkCopy,
   errorMessage,
   silentLogger,
   type Clock,
@@ -126,6 +127,7 @@ export class TransactionLayer {
     if (link.sendCompletionData !== undefined) sink.sendCompletionData = link.sendCompletionData.bind(link);
     if (link.sendCompletionRun !== undefined) sink.sendCompletionRun = link.sendCompletionRun.bind(link);
     const copyLater = link.copyLater?.bind(link);
+    const scan = bulkCopy().scanCompletions;
     this.queues = new OrderingQueues(
       sink,
       {
@@ -151,6 +153,8 @@ export class TransactionLayer {
       ...(copyLater === undefined ? {} : { copyLater }),
       // Requests for tags that a received batch's completions free go out in one loop at its end.
       deferIssue: link.onReceiveEnd !== undefined,
+      // The native completion scan, when the link takes one (a Link does) and the addon has it.
+      ...(scan === undefined || !('onCompletionScan' in link) ? {} : { scanCompletions: scan }),
     });
     const randomSplits = ordering.mode === 'adversarial' && ordering.randomCompletionSplits !== false;
     this.completer = new Completer(this.queues, {
@@ -165,6 +169,7 @@ export class TransactionLayer {
     link.onTlp = (tlp) => this.receive(tlp);
     link.onMemWrite = (bytes, v) => this.receiveMemWrite(bytes, v);
     link.onCompletionData = (bytes, v) => this.receiveCompletionData(bytes, v);
+    if (this.requester.scansCompletions) link.onCompletionScan = (msg, off, end, mps) => this.receiveCompletionScan(msg, off, end, mps);
     link.onMemWriteRun = (run) => this.receiveMemWriteRun(run);
     link.onMemRead = (bytes, v) => this.receiveMemRead(bytes, v);
     // (With random completion splits the completer answers reads one by one: no runs then.)
@@ -347,6 +352,13 @@ export class TransactionLayer {
     this.received++;
     this.link.releaseCredits('Cpl', v.dataLength);
     return true;
+  }
+
+  /** receive() for the completions the requester's native scan takes (the link frees their credits); returns where it stopped. */
+  private receiveCompletionScan(msg: Uint8Array, off: number, end: number, maxPayloadSize: number): number {
+    const to = this.requester.scanCompletions(msg, off, end, maxPayloadSize);
+    this.received += this.requester.lastScanCount;
+    return to;
   }
 
   private handlerFailed(tlp: Tlp | string, e: unknown): void {

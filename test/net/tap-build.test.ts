@@ -81,10 +81,10 @@ describe('scripts/build-native.mjs', () => {
       encoding: 'utf8',
     });
     expect(out.trim()).toBe('function 1');
-    const bulk = execFileSync(process.execPath, ['-e', `const m = require(${JSON.stringify(join(dir, 'build', 'Release', 'bulkcopy.node'))}); console.log(typeof m.gather, typeof m.copyMany, m.version)`], {
+    const bulk = execFileSync(process.execPath, ['-e', `const m = require(${JSON.stringify(join(dir, 'build', 'Release', 'bulkcopy.node'))}); console.log(typeof m.gather, typeof m.copyMany, typeof m.scanCompletions, m.version)`], {
       encoding: 'utf8',
     });
-    expect(bulk.trim()).toBe('function function 2');
+    expect(bulk.trim()).toBe('function function function 3');
     const sockfd = execFileSync(process.execPath, ['-e', `const m = require(${JSON.stringify(join(dir, 'build', 'Release', 'sockfd.node'))}); console.log(typeof m.dupFd, m.version)`], {
       encoding: 'utf8',
     });
