@@ -214,7 +214,8 @@ async function main(): Promise<void> {
   const { bulkCopy } = await loadDist<CoreModule>('core/index.js');
   const copies = bulkCopy();
   const scan = copies.scanCompletions === undefined ? 'JavaScript' : 'native scan';
-  console.log(`bulk copies: ${copies.detail}; endpoint's read completions: ${scan} (TLPWIRE_BULK_COPY=js compares)`);
+  const runs = copies.completionRun === undefined ? 'JavaScript' : 'native';
+  console.log(`bulk copies: ${copies.detail}; endpoint's read completions: ${scan}; root complex's completion runs: ${runs} (TLPWIRE_BULK_COPY=js compares)`);
   const missing = missingBenchFlags();
   if (missing.length > 0) {
     console.log(`note: this process (the in-process and codec measurements) lacks ${missing.join(' ')}; run it with npm run bench to measure as documented`);

@@ -149,7 +149,7 @@ async function main() {
     unavailable(`the addon was built but does not load: ${first.trim()}`);
   }
   say(`tap: native addon built (${shown(output)})`);
-  const bulk = spawnSync(process.execPath, ['-e', `const m = require(${JSON.stringify(bulkOutput)}); if (typeof m.gather !== 'function' || typeof m.copyMany !== 'function' || typeof m.scanCompletions !== 'function') process.exit(3)`], {
+  const bulk = spawnSync(process.execPath, ['-e', `const m = require(${JSON.stringify(bulkOutput)}); if (typeof m.gather !== 'function' || typeof m.copyMany !== 'function' || typeof m.scanCompletions !== 'function' || typeof m.completionRun !== 'function') process.exit(3)`], {
     encoding: 'utf8',
     timeout: 30_000,
   });

@@ -15,6 +15,10 @@
  *   scanCompletions(msg, off, end, table, dests, out, requesterId, mps, rcb)
  *     the run of plain CplDs at msg[off…end) for the reads a tag table describes, each payload
  *     copied into its read's buffer; returns where it stopped (see scan_completions below).
+ *   completionRun(out, at, src, byteCount, lowerAddress, srcOffset, lead, bytes, nParts, tags,
+ *                 first, count, stride, dw0, dw1, dw2)
+ *     the CplD items answering a run of reads, headers and payloads, into a batch (see
+ *     completion_run below).
  *
  * dst and src are Uint8Arrays, the offsets, indexes and lengths Int32Arrays.
  *
@@ -29,7 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BULKCOPY_VERSION 3
+#define BULKCOPY_VERSION 4
 
 static napi_value throw_error(napi_env env, int range, const char* msg) {
   if (range) napi_throw_range_error(env, NULL, msg);
@@ -290,6 +294,13 @@ static int unchanged(napi_env env, const view* w) {
   return bytes_of(env, w->v, &data, &len) && data == w->data && len == w->len;
 }
 
+static inline void put_be32(uint8_t* p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
+}
+
 static inline uint32_t be32(const uint8_t* p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
@@ -474,6 +485,90 @@ static napi_value scan_completions(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * completionRun(out, at, src, byteCount, lowerAddress, srcOffset, lead, bytes, nParts,
+ *               tags, first, count, stride, dw0, dw1, dw2)
+ *
+ * The root complex's answer to a run of reads, placed as tlpwire items: for each of `count` reads
+ * r (tag tags[first + r]) and each of its nParts parts i, a TLP item [1][0][len u16 BE] whose body
+ * is a CplD: DW0 = dw0 | T9, T8 of the tag | the Length of the part's payload; DW1 = dw1 | Byte
+ * Count; DW2 = dw2 | tag bits 7:0 << 8 | Lower Address; then the payload, lead[i] zero bytes,
+ * bytes[i] bytes of src from srcOffset[i] + r × stride, zeros to the end of its last DW. dw0..dw2
+ * carry what every completion of the run shares (the JavaScript encoder makes them). Writes at
+ * out[at…] and returns the number of bytes written. Every range is checked before anything is
+ * written: bad arguments throw and write nothing.
+ */
+static napi_value completion_run(napi_env env, napi_callback_info info) {
+  size_t argc = 16;
+  napi_value a[16];
+  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok || argc < 16) return throw_error(env, 0, "completionRun takes 16 arguments");
+  size_t outLen, srcLen, tagsLen, partLen[5];
+  uint8_t* out = typed(env, a[0], napi_uint8_array, &outLen, "completionRun: out must be a Uint8Array");
+  if (out == NULL) return NULL;
+  uint8_t* src = typed(env, a[2], napi_uint8_array, &srcLen, "completionRun: src must be a Uint8Array");
+  if (src == NULL) return NULL;
+  int32_t* part[5];
+  for (int k = 0; k < 5; k++) {
+    part[k] = typed(env, a[3 + k], napi_int32_array, &partLen[k], "completionRun: the parts must be Int32Arrays");
+    if (part[k] == NULL) return NULL;
+  }
+  uint16_t* tags = typed(env, a[9], napi_uint16_array, &tagsLen, "completionRun: tags must be a Uint16Array");
+  if (tags == NULL) return NULL;
+  int64_t at, nParts, first, count, stride, w[3];
+  if (!int_arg(env, a[1], &at) || !int_arg(env, a[8], &nParts) || !int_arg(env, a[10], &first) || !int_arg(env, a[11], &count) ||
+      !int_arg(env, a[12], &stride) || !int_arg(env, a[13], &w[0]) || !int_arg(env, a[14], &w[1]) || !int_arg(env, a[15], &w[2])) {
+    return throw_error(env, 1, "completionRun: at, nParts, first, count, stride and the header words must be non-negative integers");
+  }
+  if (w[0] > 0xFFFFFFFF || w[1] > 0xFFFFFFFF || w[2] > 0xFFFFFFFF) return throw_error(env, 1, "completionRun: a header word is not 32 bits");
+  for (int k = 0; k < 5; k++) {
+    if ((uint64_t)nParts > partLen[k]) return throw_error(env, 1, "completionRun: nParts exceeds a parts array");
+  }
+  if ((uint64_t)first + (uint64_t)count > tagsLen) return throw_error(env, 1, "completionRun: first + count exceeds tags");
+  if (count > 0x100000 || stride > 0x40000000) return throw_error(env, 1, "completionRun: count or stride out of range");
+  uint64_t perRead = 0;
+  for (int64_t i = 0; i < nParts; i++) {
+    const int32_t bc = part[0][i], la = part[1][i], so = part[2][i], lead = part[3][i], n = part[4][i];
+    const int64_t payload = ((int64_t)lead + n + 3) & ~(int64_t)3;
+    if (lead < 0 || lead > 3 || n < 1 || payload > 4096 || bc < 1 || bc > 4096 || la < 0 || la > 127 || so < 0) {
+      return throw_error(env, 1, "completionRun: a part's byte count, lower address, lead or size is out of range");
+    }
+    if (count > 0 && (uint64_t)so + (uint64_t)n + (uint64_t)(count - 1) * (uint64_t)stride > srcLen) {
+      return throw_error(env, 1, "completionRun: a part's source range is outside src");
+    }
+    perRead += 4 + 12 + (uint64_t)payload;
+  }
+  const uint64_t total = perRead * (uint64_t)count;
+  if ((uint64_t)at + total > outLen) return throw_error(env, 1, "completionRun: out is too small");
+
+  uint8_t* p = out + at;
+  const uint32_t dw0 = (uint32_t)w[0], dw1 = (uint32_t)w[1], dw2 = (uint32_t)w[2];
+  for (int64_t r = 0; r < count; r++) {
+    const uint32_t tag = tags[first + r];
+    const uint32_t tagBits0 = (tag >> 9 & 1) << 23 | (tag >> 8 & 1) << 19;
+    const uint32_t tagBits2 = (tag & 0xFF) << 8;
+    for (int64_t i = 0; i < nParts; i++) {
+      const uint32_t lead = (uint32_t)part[3][i], n = (uint32_t)part[4][i];
+      const uint32_t payload = (lead + n + 3) & ~3u;
+      const uint32_t len = 12 + payload;
+      p[0] = 1;
+      p[1] = 0;
+      p[2] = (uint8_t)(len >> 8);
+      p[3] = (uint8_t)len;
+      put_be32(p + 4, dw0 | tagBits0 | (payload >> 2 & 0x3FF));
+      put_be32(p + 8, dw1 | ((uint32_t)part[0][i] & 0xFFF));
+      put_be32(p + 12, dw2 | tagBits2 | (uint32_t)part[1][i]);
+      uint8_t* d = p + 16;
+      if (lead) memset(d, 0, lead);
+      memcpy(d + lead, src + (size_t)part[2][i] + (size_t)(r * stride), n);
+      if (lead + n != payload) memset(d + lead + n, 0, payload - lead - n);
+      p += 4 + len;
+    }
+  }
+  napi_value result;
+  if (napi_create_double(env, (double)total, &result) != napi_ok) return NULL;
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn, version;
   if (napi_create_function(env, "gather", NAPI_AUTO_LENGTH, gather, NULL, &fn) != napi_ok) return NULL;
@@ -482,6 +577,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "copyMany", fn);
   if (napi_create_function(env, "scanCompletions", NAPI_AUTO_LENGTH, scan_completions, NULL, &fn) != napi_ok) return NULL;
   napi_set_named_property(env, exports, "scanCompletions", fn);
+  if (napi_create_function(env, "completionRun", NAPI_AUTO_LENGTH, completion_run, NULL, &fn) != napi_ok) return NULL;
+  napi_set_named_property(env, exports, "completionRun", fn);
   napi_create_uint32(env, BULKCOPY_VERSION, &version);
   napi_set_named_property(env, exports, "version", version);
   return exports;

@@ -81,11 +81,42 @@ export type ScanCompletionsFn = (
   rcb: number,
 ) => number;
 
+/**
+ * The CplD items that answer `count` reads of a run, written at out[at…] as a batch holds them
+ * (native only; Link.sendCompletionRun places them one by one in JavaScript without it): for
+ * read r (tag tags[first + r]) and each of its nParts parts i, an item [1][0][length u16 BE]
+ * whose body is a CplD with DW0 = dw0 | the tag's T9, T8 | the Length of its payload, DW1 = dw1 |
+ * byteCount[i], DW2 = dw2 | the tag's bits 7:0 << 8 | lowerAddress[i], and the payload: lead[i]
+ * zero bytes, bytes[i] bytes of src from srcOffset[i] + r × stride, zeros to the end of the DW.
+ * dw0..dw2 hold what every completion of the run shares. Returns the bytes written; bad
+ * arguments (a range outside out or src, a part out of range) throw having written nothing.
+ */
+export type CompletionRunFn = (
+  out: Uint8Array,
+  at: number,
+  src: Uint8Array,
+  byteCount: Int32Array,
+  lowerAddress: Int32Array,
+  srcOffset: Int32Array,
+  lead: Int32Array,
+  bytes: Int32Array,
+  nParts: number,
+  tags: Uint16Array,
+  first: number,
+  count: number,
+  stride: number,
+  dw0: number,
+  dw1: number,
+  dw2: number,
+) => number;
+
 export interface BulkCopy {
   gather: GatherFn;
   copyMany: CopyManyFn;
   /** The native CplD scan, when the addon is used and was built with it; never in JavaScript. */
   scanCompletions?: ScanCompletionsFn;
+  /** The native placing of a run's completions, when the addon is used and was built with it. */
+  completionRun?: CompletionRunFn;
   /** Where the copies come from: the addon's path, or why JavaScript is used. */
   native: boolean;
   detail: string;
@@ -114,13 +145,18 @@ export const DEFAULT_BULK_COPY_ADDON_PATH = fileURLToPath(new URL('../../native/
 export function loadNativeBulkCopy(path: string = DEFAULT_BULK_COPY_ADDON_PATH): Omit<BulkCopy, 'native' | 'detail'> | string {
   if (!existsSync(path)) return 'the native addon is not built (npm run build:native)';
   try {
-    const mod = createRequire(import.meta.url)(path) as { gather?: unknown; copyMany?: unknown; scanCompletions?: unknown };
+    const mod = createRequire(import.meta.url)(path) as { gather?: unknown; copyMany?: unknown; scanCompletions?: unknown; completionRun?: unknown };
     if (typeof mod.gather !== 'function' || typeof mod.copyMany !== 'function') {
       return `${path} is not tlpwire's bulk-copy addon (or an older build of it: npm run build:native)`;
     }
     const copies = { gather: mod.gather as GatherFn, copyMany: mod.copyMany as CopyManyFn };
-    // An older build without the scan still does the copies; the read path then uses JavaScript.
-    return typeof mod.scanCompletions === 'function' ? { ...copies, scanCompletions: mod.scanCompletions as ScanCompletionsFn } : copies;
+    // An older build without the scan or the completion runs still does the copies; the read
+    // paths then use JavaScript.
+    return {
+      ...copies,
+      ...(typeof mod.scanCompletions === 'function' ? { scanCompletions: mod.scanCompletions as ScanCompletionsFn } : {}),
+      ...(typeof mod.completionRun === 'function' ? { completionRun: mod.completionRun as CompletionRunFn } : {}),
+    };
   } catch (e) {
     const first = (e instanceof Error ? e.message : String(e)).split('\n')[0] ?? '';
     return `the native addon does not load (${first})`;

@@ -131,6 +131,25 @@ export class BatchWriter {
     this.items += count;
   }
 
+  /**
+   * Makes room for `bytes` of whole items (headers and bodies) that the caller writes itself at
+   * the returned offset of `buffer` (read `buffer` after this call); nothing is committed until
+   * commitRaw.
+   */
+  reserveRaw(bytes: number): number {
+    if (!this.open) this.begin();
+    if (this.pos - this.start + bytes > MAX_MESSAGE_BYTES) {
+      throw new TlpwireError('ERR_INTERNAL', `batch would exceed ${MAX_MESSAGE_BYTES} bytes; flush first`);
+    }
+    return this.pos;
+  }
+
+  /** Commits the `count` items, `bytes` in all, written at the offset reserveRaw returned. */
+  commitRaw(bytes: number, count: number): void {
+    this.pos += bytes;
+    this.items += count;
+  }
+
   /** Appends an item whose body already exists (control items). */
   appendItem(type: number, body: Uint8Array): void {
     const offset = this.reserveItem(body.length);

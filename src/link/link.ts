@@ -10,6 +10,7 @@ import {
   DeferredCopies,
   bulkCopy,
   TlpwireError,
+  type CompletionRunFn,
   errorMessage,
   silentLogger,
   type Clock,
@@ -17,7 +18,7 @@ import {
   type Logger,
   type TimerHandle,
 } from '../core/index.js';
-import { CREDIT_TYPES, MPS_BYTES, TLP_SIZE } from '../spec/index.js';
+import { CPL_FIELDS, CREDIT_TYPES, DW0, MPS_BYTES, TLP_SIZE } from '../spec/index.js';
 import {
   CompletionView,
   MemReadView,
@@ -279,6 +280,9 @@ export class Link implements LinkPort {
    * batch is done. A read's data is thus what memory held when the read was answered.
    */
   private readonly copies = new DeferredCopies(bulkCopy().copyMany);
+  /** The addon's placing of a run's completions (sendCompletionRun), when it has one; and the header it starts from. */
+  private readonly placeRun: CompletionRunFn | undefined = bulkCopy().completionRun;
+  private readonly headerTemplate = new Uint8Array(16);
   private readonly run = new MemWriteRun();
   private readonly runView = new MemWriteView();
   private readonly readRun = new MemReadRun();
@@ -664,17 +668,66 @@ export class Link implements LinkPort {
     }
     const writer = this.writer;
     let r = 0;
-    for (; r < count; r++) {
-      // A read's completions all in one batch: a flush between them could leave it half sent.
-      if (writer.length + readBytes > this.batchBytes) this.flush();
-      if (this.congested) break;
-      f.tag = tags[first + r]!;
-      for (let i = 0; i < n; i++) this.placeCompletion(f, src, parts, i, r * stride);
+    if (this.placeRun !== undefined) {
+      r = this.placeCompletionRun(this.placeRun, f, tags, first, count, src, parts, stride, readBytes);
+    } else {
+      for (; r < count; r++) {
+        // A read's completions all in one batch: a flush between them could leave it half sent.
+        if (writer.length + readBytes > this.batchBytes) this.flush();
+        if (this.congested) break;
+        f.tag = tags[first + r]!;
+        for (let i = 0; i < n; i++) this.placeCompletion(f, src, parts, i, r * stride);
+      }
     }
     if (r === 0) return 0;
     if (!this.receiving) this.runCopies();
     (f.locked ? this.sent.CplDLk : this.sent.CplD).add(r * n);
     this.scheduleFlush();
+    return r;
+  }
+
+  /**
+   * sendCompletionRun's loop with the addon's completionRun: as many whole reads at a time as the
+   * batch holds (the same batches the loop one read at a time makes), their headers made from
+   * words the JavaScript encoder writes for the run and their payloads copied at once. Returns
+   * how many reads went.
+   */
+  private placeCompletionRun(
+    place: CompletionRunFn,
+    f: CompletionFields,
+    tags: Uint16Array,
+    first: number,
+    count: number,
+    src: Uint8Array,
+    parts: CompletionParts,
+    stride: number,
+    readBytes: number,
+  ): number {
+    // What every completion of the run shares: a header encoded for tag 0, without its Length,
+    // Byte Count, tag and Lower Address bits (the addon puts in each completion's own).
+    const t = this.headerTemplate;
+    f.tag = 0;
+    encodeCompletionHeaderInto(t, 0, f, 4, 0, 0, 4);
+    const dw0 = (((t[0]! << 24) | (t[1]! << 16) | (t[2]! << 8) | t[3]!) & ~DW0.LENGTH_MASK) >>> 0;
+    const dw1 = (((t[4]! << 24) | (t[5]! << 16) | (t[6]! << 8) | t[7]!) & ~CPL_FIELDS.BYTE_COUNT_MASK) >>> 0;
+    const dw2 = (((t[8]! << 24) | (t[9]! << 16)) >>> 0);
+    const writer = this.writer;
+    const batchBytes = this.batchBytes;
+    let r = 0;
+    while (r < count) {
+      if (writer.length + readBytes > batchBytes) this.flush();
+      if (this.congested) break;
+      // Read j of those placed now starts at base + j × readBytes: it goes while it ends within
+      // batchBytes (the first always, as one read at a time does).
+      const length = writer.length;
+      const base = length === 0 ? BATCH_HEADER_BYTES : length;
+      const k = Math.min(count - r, Math.max(1, 1 + Math.floor((batchBytes - base - readBytes) / readBytes)));
+      const at = writer.reserveRaw(k * readBytes);
+      const n = place(writer.buffer, at, r === 0 ? src : src.subarray(r * stride), parts.byteCount, parts.lowerAddress, parts.srcOffset, parts.lead, parts.bytes, parts.count, tags, first + r, k, stride, dw0, dw1, dw2);
+      writer.commitRaw(n, k * parts.count);
+      r += k;
+    }
+    if (r > 0) f.tag = tags[first + r - 1]!;
     return r;
   }
 

@@ -51,9 +51,12 @@ describe('Link.sendCompletionRun', () => {
         fc.integer({ min: 1, max: 4 }),
         fc.integer({ min: 1, max: 40 }),
         fc.integer({ min: 0, max: 31 }).map((dw) => dw * 4),
-        (mps, blocks, count, lead) => {
+        // Where in its MPS block each read of the run starts (Lower Address then not 0).
+        fc.integer({ min: 0, max: 127 }).map((dw) => dw * 4),
+        (mps, blocks, count, lead, skew) => {
+          const shift = skew % mps;
           const stride = mps * blocks;
-          const src = new Uint8Array((count + 1) * stride + 64).map((_, i) => (i * 7 + 3) & 0xff);
+          const src = new Uint8Array((count + 2) * stride + 64).map((_, i) => (i * 7 + 3) & 0xff);
           const tags = Uint16Array.from({ length: count + 3 }, (_, i) => 256 + ((i * 37) % 768));
           const start = 0x4_0000 + lead;
           const total = stride - lead; // the first read starts `lead` into its block, the rest whole
@@ -64,17 +67,18 @@ describe('Link.sendCompletionRun', () => {
           let sent = 0;
           const a = wire(byRun, () => {
             // Reads 2.. are whole blocks; read 1 is its own (it starts `lead` in).
-            sent = byRun.a.sendCompletionRun({ ...fields(), tag: 0 }, tags, 3, count, src, partsOf(start + total, stride, lead + total, mps), stride);
+            sent = byRun.a.sendCompletionRun({ ...fields(), tag: 0 }, tags, 3, count, src, partsOf(start + total + shift, stride, lead + total + shift, mps), stride);
           });
           expect(sent).toBe(count);
           const b = wire(one, () => {
             for (let r = 0; r < count; r++) {
-              const q = partsOf(start + total + r * stride, stride, lead + total + r * stride, mps);
+              const q = partsOf(start + total + shift + r * stride, stride, lead + total + shift + r * stride, mps);
               expect(one.a.sendCompletionData({ ...fields(), tag: tags[3 + r]! }, src, q)).toBe(q.count);
             }
           });
           expect(a).toEqual(b);
-          expect(a.length).toBe(count * blocks); // each whole read is `blocks` MPS-sized completions
+          // Each read is `blocks` MPS-sized completions, one more when it starts inside a block.
+          expect(a.length).toBe(count * (blocks + (shift === 0 ? 0 : 1)));
         },
       ),
       { numRuns: 60 },

@@ -81,10 +81,10 @@ describe('scripts/build-native.mjs', () => {
       encoding: 'utf8',
     });
     expect(out.trim()).toBe('function 1');
-    const bulk = execFileSync(process.execPath, ['-e', `const m = require(${JSON.stringify(join(dir, 'build', 'Release', 'bulkcopy.node'))}); console.log(typeof m.gather, typeof m.copyMany, typeof m.scanCompletions, m.version)`], {
+    const bulk = execFileSync(process.execPath, ['-e', `const m = require(${JSON.stringify(join(dir, 'build', 'Release', 'bulkcopy.node'))}); console.log(typeof m.gather, typeof m.copyMany, typeof m.scanCompletions, typeof m.completionRun, m.version)`], {
       encoding: 'utf8',
     });
-    expect(bulk.trim()).toBe('function function function 3');
+    expect(bulk.trim()).toBe('function function function function 4');
     const sockfd = execFileSync(process.execPath, ['-e', `const m = require(${JSON.stringify(join(dir, 'build', 'Release', 'sockfd.node'))}); console.log(typeof m.dupFd, m.version)`], {
       encoding: 'utf8',
     });
