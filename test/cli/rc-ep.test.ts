@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:net';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../src/cli/main.js';
 import type { CliIo } from '../../src/cli/io.js';
 import { parseDuration, parseFunctionSpec, parseRetry, parseSize, parseWindow } from '../../src/cli/options.js';
 import { createCliLogger } from '../../src/cli/logger.js';
+import { tempDirs } from '../support/temp-dir.js';
+
+const tempDir = tempDirs();
 
 interface Captured {
   io: CliIo;
@@ -95,7 +96,7 @@ describe('tlpwire rc / ep / linktest: bad input is one clear line and a non-zero
     const l = await run('linktest', '--connect', `ws://127.0.0.1:${port}`);
     expect(l.code).toBe(1);
     expect(oneLine(l.err)).toContain('connection refused');
-    const u = await run('rc', '--connect', `unix:${join(mkdtempSync(join(tmpdir(), 'tlpwire-')), 'none.sock')}`);
+    const u = await run('rc', '--connect', `unix:${join(tempDir('tlpwire-'), 'none.sock')}`);
     expect(u.code).toBe(1);
     expect(oneLine(u.err)).toContain('no such socket file');
   });

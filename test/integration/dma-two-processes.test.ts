@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RealClock, RootComplex } from '../../src/roles/index.js';
+import { tempDirs } from '../support/temp-dir.js';
+
+const tempDir = tempDirs();
 
 const MiB = 1 << 20;
 const BYTES = 256 * MiB;
@@ -38,7 +39,7 @@ describe('two real processes exchange 256 MiB of DMA writes and reads', () => {
   const urls: [string, () => string][] = [
     ['ws', () => 'ws://127.0.0.1:0'],
     ['tcp', () => 'tcp://127.0.0.1:0'],
-    ['unix', () => `unix:${join(mkdtempSync(join(tmpdir(), 'tlpwire-')), 'link.sock')}`],
+    ['unix', () => `unix:${join(tempDir('tlpwire-'), 'link.sock')}`],
   ];
   for (const [name, url] of urls) {
     it(`over ${name}: the checksums of what was written, what landed in host RAM and what was read back agree`, async () => {

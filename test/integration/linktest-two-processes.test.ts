@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { killAll, startCli } from './cli-process.js';
+import { tempDirs } from '../support/temp-dir.js';
+
+const tempDir = tempDirs();
 
 afterEach(killAll);
 
@@ -10,7 +11,7 @@ describe('tlpwire linktest against tlpwire ep, two real processes', () => {
   const transports: [string, () => string][] = [
     ['ws://', () => 'ws://127.0.0.1:0'],
     ['tcp://', () => 'tcp://127.0.0.1:0'],
-    ['unix:', () => `unix:${join(mkdtempSync(join(tmpdir(), 'tlpwire-')), 'link.sock')}`],
+    ['unix:', () => `unix:${join(tempDir('tlpwire-'), 'link.sock')}`],
   ];
   for (const [name, url] of transports) {
     it(`over ${name}: every row of the pcitest matrix passes, throughput is reported, both exit 0`, async () => {

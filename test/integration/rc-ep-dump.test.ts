@@ -1,17 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SeededRng } from '../../src/core/index.js';
 import { parseConfigDump } from '../../src/pci/index.js';
 import { RealClock, runEndpoint, runRootComplex, type PortEnumeration } from '../../src/roles/index.js';
+import { tempDirs } from '../support/temp-dir.js';
+
+const tempDir = tempDirs();
 
 const hasLspci = spawnSync('lspci', ['--version'], { encoding: 'utf8' }).status === 0;
 
 /** Runs an rc and an ep in this process over a Unix socket and returns the dump and what was enumerated. */
 async function dumpOfTwoFunctions(): Promise<{ text: string; e: PortEnumeration; path: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'tlpwire-dump-'));
+  const dir = tempDir('tlpwire-dump-');
   const path = join(dir, 'config.txt');
   const clock = new RealClock();
   let got: (e: PortEnumeration) => void = () => {};

@@ -1,14 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { killAll, startCli } from './cli-process.js';
+import { tempDirs } from '../support/temp-dir.js';
+
+const tempDir = tempDirs();
 
 afterEach(killAll);
 
 describe('virtio-net between two real processes', () => {
   it('passes 100k checksummed frames through the card and back with 0 errors (strict barriers, IOMMU on)', async () => {
-    const sock = join(mkdtempSync(join(tmpdir(), 'tlpwire-vnet-')), 'link.sock');
+    const sock = join(tempDir('tlpwire-vnet-'), 'link.sock');
     const ep = startCli(['ep', '--listen', `unix:${sock}`, '--once', '--log-level', 'warn']);
     await ep.line(/^listening on /);
     const rc = startCli(['rc', '--connect', `unix:${sock}`, '--traffic', '100000', '--traffic-window', '128', '--once', '--log-level', 'warn']);
@@ -23,7 +24,7 @@ describe('virtio-net between two real processes', () => {
   }, 240_000);
 
   it('an rc with the IOMMU translating refuses a card without ACCESS_PLATFORM, and works with --iommu off', async () => {
-    const sock = join(mkdtempSync(join(tmpdir(), 'tlpwire-vnet-')), 'link.sock');
+    const sock = join(tempDir('tlpwire-vnet-'), 'link.sock');
     const ep = startCli(['ep', '--listen', `unix:${sock}`, '--access-platform', 'off', '--log-level', 'warn']);
     await ep.line(/^listening on /);
     const refused = startCli(['rc', '--connect', `unix:${sock}`, '--traffic', '100', '--once', '--log-level', 'warn']);

@@ -1,9 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { killAll, startCli } from './cli-process.js';
+import { tempDirs } from '../support/temp-dir.js';
+
+const tempDir = tempDirs();
 
 afterEach(killAll);
 
@@ -29,7 +30,7 @@ describe('the endpoint on the udp: backend, facing a peer that speaks QEMU -netd
     const epPort = probe.address().port;
     probe.close();
     try {
-      const sock = join(mkdtempSync(join(tmpdir(), 'tlpwire-udp-')), 'link.sock');
+      const sock = join(tempDir('tlpwire-udp-'), 'link.sock');
       const ep = startCli(['ep', '--listen', `unix:${sock}`, '--once', '--backend', `udp:${epPort}:127.0.0.1:${peerPort}`, '--log-level', 'warn']);
       await ep.line(/^listening on /);
       const rc = startCli(['rc', '--connect', `unix:${sock}`, '--traffic', '2000', '--once', '--log-level', 'warn']);
