@@ -294,6 +294,12 @@ static int unchanged(napi_env env, const view* w) {
   return bytes_of(env, w->v, &data, &len) && data == w->data && len == w->len;
 }
 
+/* Whether the byte ranges [a, a + alen) and [b, b + blen) share a byte. */
+static int overlaps(const void* a, size_t alen, const void* b, size_t blen) {
+  const uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+  return alen > 0 && blen > 0 && x < y + blen && y < x + alen;
+}
+
 static inline void put_be32(uint8_t* p, uint32_t v) {
   p[0] = (uint8_t)(v >> 24);
   p[1] = (uint8_t)(v >> 16);
@@ -496,7 +502,8 @@ static napi_value scan_completions(napi_env env, napi_callback_info info) {
  * bytes[i] bytes of src from srcOffset[i] + r × stride, zeros to the end of its last DW. dw0..dw2
  * carry what every completion of the run shares (the JavaScript encoder makes them). Writes at
  * out[at…] and returns the number of bytes written. Every range is checked before anything is
- * written: bad arguments throw and write nothing.
+ * written: bad arguments (out sharing memory with anything else passed included) throw and write
+ * nothing.
  */
 static napi_value completion_run(napi_env env, napi_callback_info info) {
   size_t argc = 16;
@@ -525,6 +532,11 @@ static napi_value completion_run(napi_env env, napi_callback_info info) {
   }
   if ((uint64_t)first + (uint64_t)count > tagsLen) return throw_error(env, 1, "completionRun: first + count exceeds tags");
   if (count > 0x100000 || stride > 0x40000000) return throw_error(env, 1, "completionRun: count or stride out of range");
+  /* What is read while out is written must not share memory with out: the checks below would not
+   * hold for it any more (and a copy between overlapping ranges is undefined). */
+  int shared = overlaps(out, outLen, src, srcLen) || overlaps(out, outLen, tags, tagsLen * 2);
+  for (int k = 0; k < 5; k++) shared = shared || overlaps(out, outLen, part[k], partLen[k] * 4);
+  if (shared) return throw_error(env, 1, "completionRun: out shares memory with src, tags or a parts array");
   uint64_t perRead = 0;
   for (int64_t i = 0; i < nParts; i++) {
     const int32_t bc = part[0][i], la = part[1][i], so = part[2][i], lead = part[3][i], n = part[4][i];

@@ -10,6 +10,7 @@ import {
   DeferredCopies,
   bulkCopy,
   TlpwireError,
+  type BulkCopy,
   type CompletionRunFn,
   errorMessage,
   silentLogger,
@@ -121,6 +122,11 @@ export interface LinkOptions {
   fcUpdateDelayNs?: number;
   /** Protocol version to announce; only tests change it (to act as another version). */
   protocolVersion?: number;
+  /**
+   * The copies the link's DMA paths use: bulkCopy() by default (the native addon when it loads).
+   * Tests pass one without a native function to run the JavaScript way beside the native one.
+   */
+  bulkCopy?: BulkCopy;
 }
 
 interface Waiter {
@@ -279,9 +285,9 @@ export class Link implements LinkPort {
    * received TLP that may write memory (a posted one, or one for onTlp), and when the received
    * batch is done. A read's data is thus what memory held when the read was answered.
    */
-  private readonly copies = new DeferredCopies(bulkCopy().copyMany);
+  private readonly copies: DeferredCopies;
   /** The addon's placing of a run's completions (sendCompletionRun), when it has one; and the header it starts from. */
-  private readonly placeRun: CompletionRunFn | undefined = bulkCopy().completionRun;
+  private readonly placeRun: CompletionRunFn | undefined;
   private readonly headerTemplate = new Uint8Array(16);
   private readonly run = new MemWriteRun();
   private readonly runView = new MemWriteView();
@@ -346,6 +352,9 @@ export class Link implements LinkPort {
     this.log = (options.logger ?? silentLogger).child({ link: transport.remote });
     this.version = options.protocolVersion ?? PROTOCOL_VERSION;
     this.batchBytes = options.batchBytes ?? DEFAULT_BATCH_BYTES;
+    const copies = options.bulkCopy ?? bulkCopy();
+    this.copies = new DeferredCopies(copies.copyMany);
+    this.placeRun = copies.completionRun;
     this.malformedLogEvery = Math.max(1, options.malformedLogEvery ?? 100);
     this.fcUpdateFraction = options.fcUpdateFraction ?? DEFAULT_FC_UPDATE_FRACTION;
     this.fcUpdateDelayNs = options.fcUpdateDelayNs ?? 100_000;
@@ -713,6 +722,9 @@ export class Link implements LinkPort {
     const dw2 = (((t[8]! << 24) | (t[9]! << 16)) >>> 0);
     const writer = this.writer;
     const batchBytes = this.batchBytes;
+    // The addon copies at once: the copies deferred before (completion data received into memory
+    // this run reads, say) go first, so that they keep their order.
+    this.runCopies();
     let r = 0;
     while (r < count) {
       if (writer.length + readBytes > batchBytes) this.flush();
@@ -1023,6 +1035,9 @@ export class Link implements LinkPort {
 
   /** onCompletionScan from `off`: what it took counted and its credits taken and freed; returns where it stopped. */
   private scanCompletions(rx: RxCredits, msg: Uint8Array, off: number, end: number): number {
+    // The scan copies at once: the copies deferred before it (a completion's data taken the usual
+    // way, a read answered from memory it may write) go first, so that they keep their order.
+    this.runCopies();
     let to: number;
     try {
       to = this.onCompletionScan!(msg, off, end, this.maxPayloadSize);

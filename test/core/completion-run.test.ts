@@ -199,14 +199,19 @@ describe('completionRun (native placing of a run of completions)', () => {
       ['src a plain array', withArg(2, [...src]), TypeError],
       ['a part not an Int32Array', withArg(5, new Uint32Array(2)), TypeError],
       ['tags not a Uint16Array', withArg(9, Int32Array.of(1, 2)), TypeError],
+      // what is read while out is written must not be in out (a part's size changed mid-run)
+      ['src inside out', withArg(2, out.subarray(0, 256)), RangeError],
+      ['a part inside out', withArg(7, new Int32Array(out.buffer, out.byteOffset + 2 * perRead + 16, 2).fill(64)), RangeError],
+      ['tags inside out', withArg(9, new Uint16Array(out.buffer, out.byteOffset + 2 * perRead + 32, 2)), RangeError],
     ];
+    const outBefore = out.slice(); // (the parts placed in out's spare room above included)
     for (const [name, args, type] of bad) {
       expect(() => place(...args), name).toThrow(type);
-      expect(out.every((b) => b === 0xa5), name).toBe(true);
+      expect(out, name).toEqual(outBefore);
       expect(src.every((b) => b === 9), name).toBe(true);
     }
     expect(() => (place as unknown as (...a: unknown[]) => number)(...good().slice(0, 15)), 'too few arguments').toThrow(TypeError);
-    expect(out.every((b) => b === 0xa5)).toBe(true);
+    expect(out).toEqual(outBefore);
     // and the same arguments, put right, place both reads
     expect(place(...good())).toBe(2 * perRead);
     expect(out[0]).toBe(1);

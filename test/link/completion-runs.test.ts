@@ -5,14 +5,16 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { bulkCopy } from '../../src/core/index.js';
 import { CompletionParts, type CompletionFields } from '../../src/tlp/index.js';
 import { bringUp, linkPair, type Pair } from './helpers.js';
 
-/** The TLP items `p.a` sends while `send` runs, as hex, batch by batch joined. */
-function wire(p: Pair, send: () => void): string[] {
-  const items: string[] = [];
+/** The TLP items `p.a` sends while `send` runs, as hex, batch by batch (one array per batch). */
+function batches(p: Pair, send: () => void): string[][] {
+  const out: string[][] = [];
   const orig = p.ta.send.bind(p.ta);
   p.ta.send = (chunks, done) => {
+    const items: string[] = [];
     for (const c of chunks) {
       for (let off = 4; off < c.length; ) {
         const len = (c[off + 2]! << 8) | c[off + 3]!;
@@ -20,12 +22,18 @@ function wire(p: Pair, send: () => void): string[] {
         off += 4 + len;
       }
     }
+    if (items.length > 0) out.push(items);
     return orig(chunks, done);
   };
   send();
   p.a.flush();
   p.ta.send = orig;
-  return items;
+  return out;
+}
+
+/** The TLP items `p.a` sends while `send` runs, as hex, batch by batch joined. */
+function wire(p: Pair, send: () => void): string[] {
+  return batches(p, send).flat();
 }
 
 /** One read's parts at RCB 64 and MPS `mps`: `total` bytes at `start`, src offset `base`. */
@@ -82,6 +90,44 @@ describe('Link.sendCompletionRun', () => {
         },
       ),
       { numRuns: 60 },
+    );
+  });
+
+  it('makes the batches its JavaScript loop makes, none past batchBytes', () => {
+    // With the addon, sendCompletionRun places reads many at a time (completionRun); without it,
+    // or with a bulkCopy that lacks it, one by one. The same batches either way.
+    const { completionRun: _native, ...withoutRun } = bulkCopy();
+    fc.assert(
+      fc.property(
+        fc.constantFrom(128, 256, 512),
+        // reads of up to 4 KiB (the largest MRRS)
+        fc.integer({ min: 1, max: 32 }),
+        fc.integer({ min: 1, max: 120 }),
+        fc.integer({ min: 16_392, max: 80_000 }),
+        fc.integer({ min: 0, max: 3 }),
+        (mps, blocksWanted, count, batchBytes, before) => {
+          const stride = mps * Math.min(blocksWanted, 4096 / mps);
+          const src = new Uint8Array(count * stride).map((_, i) => (i * 5 + 1) & 0xff);
+          const tags = Uint16Array.from({ length: count }, (_, i) => (i * 7) % 1024);
+          const parts = partsOf(0x2_0000, stride, 0, mps);
+          const send = (p: Pair): string[][] =>
+            batches(p, () => {
+              // Some single completions first, so that a run starts in a batch partly filled.
+              for (let i = 0; i < before; i++) p.a.sendCompletionData({ ...fields(), tag: 1000 + i }, src, partsOf(0x1_0000, 64, 0, mps));
+              expect(p.a.sendCompletionRun(fields(), tags, 0, count, src, parts, stride)).toBe(count);
+            });
+          const native = linkPair({ batchBytes });
+          bringUp(native);
+          const js = linkPair({ batchBytes, bulkCopy: withoutRun });
+          bringUp(js);
+          const a = send(native);
+          expect(a).toEqual(send(js));
+          // A read (at most 4 KiB and its headers) is smaller than any batch: none goes past batchBytes.
+          for (const batch of a) expect(4 + batch.reduce((n, hex) => n + 4 + hex.length / 2, 0)).toBeLessThanOrEqual(batchBytes);
+          expect(a.flat().length).toBe(before + count * parts.count);
+        },
+      ),
+      { numRuns: 80 },
     );
   });
 
