@@ -282,10 +282,17 @@ export class Link implements LinkPort {
    * them before it returns) and the data of completions made while a received batch is worked
    * through, those we send (RAM into the batch: sendCompletionData) and those we receive (into
    * the read's buffer: copyLater). They are done before the batch leaves (flush), before a
-   * received TLP that may write memory (a posted one, or one for onTlp), and when the received
-   * batch is done. A read's data is thus what memory held when the read was answered.
+   * received TLP that may write memory (a posted one, or one for onTlp), before a received read
+   * when completion data is among them (copiesIntoMemory), before the native passes that copy at
+   * once (the completion scan, completionRun), and when the received batch is done. A read's data
+   * is thus what memory held when the read was answered.
    */
   private readonly copies: DeferredCopies;
+  /**
+   * Whether copies that write memory (copyLater: received completion data into a read's buffer)
+   * are among those deferred: a read answered from memory runs them first.
+   */
+  private copiesIntoMemory = false;
   /** The addon's placing of a run's completions (sendCompletionRun), when it has one; and the header it starts from. */
   private readonly placeRun: CompletionRunFn | undefined;
   private readonly headerTemplate = new Uint8Array(16);
@@ -760,6 +767,7 @@ export class Link implements LinkPort {
 
   /** The deferred copies, now; one that cannot be done is counted and logged (the others are done). */
   private runCopies(): void {
+    this.copiesIntoMemory = false;
     const failed = this.copies.run();
     if (failed === 0) return;
     this.counters.add('errors.copy', failed);
@@ -768,6 +776,7 @@ export class Link implements LinkPort {
 
   copyLater(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number): void {
     this.copies.add(dst, dstOffset, src, srcOffset, length);
+    this.copiesIntoMemory = true;
     if (!this.receiving) this.runCopies();
   }
 
@@ -1173,7 +1182,11 @@ export class Link implements LinkPort {
           }
         }
       }
-    } else if (ci === CLASS_NP && this.onMemReadRun !== undefined) {
+    } else if (ci === CLASS_NP && this.copiesIntoMemory) {
+      // A read sees the completion data that arrived before it: its answer may copy at once.
+      this.runCopies();
+    }
+    if (ci === CLASS_NP && this.onMemReadRun !== undefined) {
       // Likewise the next read of a run of reads.
       if (this.readRun.extend(msg, body, len)) return;
       const v = this.readRunView;
@@ -1313,6 +1326,7 @@ export class Link implements LinkPort {
         const v = this.memReadView;
         if (handler === undefined || !parseMemRead(msg, body, len, v)) return false;
         counter = v.wide ? this.received.MRd64 : this.received.MRd;
+
         taken = handler(msg, v);
       } else {
         const handler = this.onCompletionData;

@@ -157,7 +157,8 @@ describe('completionRun (native placing of a run of completions)', () => {
     const tags = Uint16Array.of(1, 2);
     const perRead = 2 * (4 + 12 + 64);
     // room to spare, so that each bad part is refused for itself and not for want of room
-    const out = new Uint8Array(2 * perRead + 64).fill(0xa5);
+    // (out starts 64 bytes into its ArrayBuffer, so that views can begin before it and end inside)
+    const out = new Uint8Array(new ArrayBuffer(64 + 2 * perRead + 64), 64).fill(0xa5);
     const cols = (): Int32Array[] => columns(parts);
     type Args = Parameters<CompletionRunFn>;
     const good = (): Args => {
@@ -203,6 +204,8 @@ describe('completionRun (native placing of a run of completions)', () => {
       ['src inside out', withArg(2, out.subarray(0, 256)), RangeError],
       ['a part inside out', withArg(7, new Int32Array(out.buffer, out.byteOffset + 2 * perRead + 16, 2).fill(64)), RangeError],
       ['tags inside out', withArg(9, new Uint16Array(out.buffer, out.byteOffset + 2 * perRead + 32, 2)), RangeError],
+      ['tags ending inside out', withArg(9, new Uint16Array(out.buffer, out.byteOffset - 4, 4)), RangeError],
+      ['a part ending inside out', withArg(7, new Int32Array(out.buffer, out.byteOffset - 8, 4).fill(64)), RangeError],
     ];
     const outBefore = out.slice(); // (the parts placed in out's spare room above included)
     for (const [name, args, type] of bad) {

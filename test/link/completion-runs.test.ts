@@ -127,7 +127,18 @@ describe('Link.sendCompletionRun', () => {
           expect(a.flat().length).toBe(before + count * parts.count);
         },
       ),
-      { numRuns: 80 },
+      {
+        numRuns: 80,
+        // batchBytes a whole number of reads past the batch header (and a little more): where a
+        // batch just holds its last read
+        examples: [
+          [128, 1, 114, 16_416, 0],
+          [128, 1, 120, 4 + 114 * 144, 0],
+          [128, 1, 120, 4 + 114 * 144 + 3, 0],
+          [256, 1, 120, 4 + 61 * 272, 0],
+          [512, 2, 40, 4 + 16 * (2 * (4 + 12 + 512)), 0],
+        ],
+      },
     );
   });
 

@@ -12,8 +12,8 @@ import { memReadTlp, type CplTlp, type MemTlp, type Tlp } from '../../src/tlp/in
 import { TransactionLayer, completionsFor, type ByteSpan, type CompleterTarget } from '../../src/transaction/index.js';
 import { BASE_CONFIG, EP_ID, RC_ID, runUntilSettled } from './harness.js';
 
-/** RAM at 0 that the completer reads in place (readSpan: the fast paths, completion runs included). */
-class SpanRam implements CompleterTarget {
+/** RAM at 0 read by copy only (read: the completer takes the bytes when it answers). */
+class CopyRam implements CompleterTarget {
   constructor(readonly bytes: Uint8Array) {}
   claims(address: number, length: number): boolean {
     return address + length <= this.bytes.length;
@@ -22,6 +22,10 @@ class SpanRam implements CompleterTarget {
     return this.bytes.slice(address, address + length);
   }
   write(): void {}
+}
+
+/** The same RAM read in place as well (readSpan: the fast paths, completion runs included). */
+class SpanRam extends CopyRam {
   readSpan(address: number, length: number, _requesterId: number, out: ByteSpan): boolean {
     if (address + length > this.bytes.length) return false;
     out.bytes = this.bytes;
@@ -40,14 +44,14 @@ const { completionRun: _run, ...withoutRun } = native;
  * OLD); the endpoint, on that MRd, sends in one batch the answer (NEW) and reads of the RC's RAM
  * at 0x1000 and 0x1100, before the answer or after it. Returns what the endpoint's reads got.
  */
-async function run(readsFirst: boolean, scan: boolean, completionRun: boolean): Promise<string[]> {
+async function run(readsFirst: boolean, scan: boolean, completionRun: boolean, inPlace: boolean): Promise<string[]> {
   const clock = new VirtualClock();
   const [tr, te] = createMemoryTransportPair(clock, { latencyNs: 2_000, names: ['rc', 'ep'] });
   const rcLink = new Link(tr, { clock, role: 'rc', counters: new Counters(), bulkCopy: completionRun ? native : withoutRun });
   const epLink = new Link(te, { clock, role: 'ep', counters: new Counters() });
   const rc = new TransactionLayer(rcLink, { clock, config: { ...BASE_CONFIG, requesterId: RC_ID } });
   const ram = new Uint8Array(0x4000).fill(OLD);
-  rc.completer.addMemoryTarget(new SpanRam(ram));
+  rc.completer.addMemoryTarget(inPlace ? new SpanRam(ram) : new CopyRam(ram));
   if (!scan) rcLink.onCompletionScan = undefined;
   const got = [new Uint8Array(256), new Uint8Array(256)];
   epLink.onTlp = (tlp: Tlp) => {
@@ -81,10 +85,13 @@ describe('completion data received and reads answered in one batch keep their or
     ['with both', true, true],
   ];
   for (const [name, scan, completionRun] of ways) {
-    it(`${name}${scan && native.scanCompletions === undefined ? ' (no native scan here: JavaScript)' : ''}${completionRun && native.completionRun === undefined ? ' (no native completionRun here: JavaScript)' : ''}`, async () => {
-      // Reads before the data: they see what was there; after it: the data.
-      expect(await run(true, scan, completionRun)).toEqual(['old', 'old']);
-      expect(await run(false, scan, completionRun)).toEqual(['new', 'old']);
-    });
+    for (const inPlace of [true, false]) {
+      const target = inPlace ? 'RAM read in place' : 'RAM read by copy';
+      it(`${name}, ${target}${scan && native.scanCompletions === undefined ? ' (no native scan here: JavaScript)' : ''}${completionRun && native.completionRun === undefined ? ' (no native completionRun here: JavaScript)' : ''}`, async () => {
+        // Reads before the data: they see what was there; after it: the data.
+        expect(await run(true, scan, completionRun, inPlace)).toEqual(['old', 'old']);
+        expect(await run(false, scan, completionRun, inPlace)).toEqual(['new', 'old']);
+      });
+    }
   }
 });
