@@ -1182,20 +1182,20 @@ export class Link implements LinkPort {
           }
         }
       }
-    } else if (ci === CLASS_NP && this.copiesIntoMemory) {
+    } else if (ci === CLASS_NP) {
       // A read sees the completion data that arrived before it: its answer may copy at once.
-      this.runCopies();
-    }
-    if (ci === CLASS_NP && this.onMemReadRun !== undefined) {
-      // Likewise the next read of a run of reads.
-      if (this.readRun.extend(msg, body, len)) return;
-      const v = this.readRunView;
-      if (parseMemRead(msg, body, len, v)) {
-        if (this.run.count > 0) this.flushRun();
-        if (this.readRun.add(msg, body, len, v)) return;
-        if (this.readRun.count > 0) {
-          this.flushRun();
+      if (this.copiesIntoMemory) this.runCopies();
+      if (this.onMemReadRun !== undefined) {
+        // Likewise the next read of a run of reads.
+        if (this.readRun.extend(msg, body, len)) return;
+        const v = this.readRunView;
+        if (parseMemRead(msg, body, len, v)) {
+          if (this.run.count > 0) this.flushRun();
           if (this.readRun.add(msg, body, len, v)) return;
+          if (this.readRun.count > 0) {
+            this.flushRun();
+            if (this.readRun.add(msg, body, len, v)) return;
+          }
         }
       }
     }
@@ -1326,7 +1326,6 @@ export class Link implements LinkPort {
         const v = this.memReadView;
         if (handler === undefined || !parseMemRead(msg, body, len, v)) return false;
         counter = v.wide ? this.received.MRd64 : this.received.MRd;
-
         taken = handler(msg, v);
       } else {
         const handler = this.onCompletionData;

@@ -638,15 +638,21 @@ export class Requester {
     slot.offset += n;
     slot.nextAddress += n;
     slot.remaining -= n;
-    if (slot.remaining === 0) {
-      this.finishSlot(slot, S_FREE);
-      this.maybeResolveRead(op);
-      if (this.deferIssue) this.issueDue = true;
-      else this.issueWaiting();
-    } else if (this.scanTable !== undefined) {
-      this.arm(slot);
-    }
+    if (slot.remaining === 0) this.lastPartTaken(slot, op);
+    else if (this.scanTable !== undefined) this.arm(slot);
     return true;
+  }
+
+  /**
+   * A fast path (handleCompletionData, the scan) took the last part on a memory read's tag: the
+   * tag is freed, the read settled if that was its last, waiting requests issued (now, or with
+   * deferIssue at the received batch's end).
+   */
+  private lastPartTaken(slot: Slot, op: ReadOp): void {
+    this.finishSlot(slot, S_FREE);
+    this.maybeResolveRead(op);
+    if (this.deferIssue) this.issueDue = true;
+    else this.issueWaiting();
   }
 
   /** Whether scanCompletions may be called (the requester was given the native scan). */
@@ -679,13 +685,7 @@ export class Requester {
       slot.offset += n;
       slot.nextAddress += n;
       slot.remaining -= n;
-      if (slot.remaining === 0) {
-        const op = slot.op as ReadOp;
-        this.finishSlot(slot, S_FREE);
-        this.maybeResolveRead(op);
-        if (this.deferIssue) this.issueDue = true;
-        else this.issueWaiting();
-      }
+      if (slot.remaining === 0) this.lastPartTaken(slot, slot.op as ReadOp);
     }
     return to;
   }

@@ -20,17 +20,7 @@ const ITEM_TLP = 0x01;
 // ---------------------------------------------------------------------------------------------
 // The reference: the rules of the brief, one byte at a time, with no shared code.
 
-function reference(
-  msg: Uint8Array,
-  off: number,
-  end: number,
-  table: Int32Array,
-  dests: readonly (Uint8Array | undefined)[],
-  out: Int32Array,
-  requesterId: number,
-  mps: number,
-  rcb: number,
-): number {
+const reference: ScanCompletionsFn = (msg, off, end, table, dests, out, requesterId, mps, rcb) => {
   const room = Math.floor((out.length - 1) / 2);
   let taken = 0;
   let p = off;
@@ -90,7 +80,7 @@ function reference(
     out[0] = taken;
     p = body + len;
   }
-}
+};
 
 // ---------------------------------------------------------------------------------------------
 // Building completions and batches.
@@ -545,6 +535,14 @@ describe('scanCompletions (native CplD fast path)', () => {
     const items = reads.flatMap((r) => completionsOf(r, rid, 64, 64, [1]).map((c) => item(ITEM_TLP, c.bytes)));
     expect(items.length).toBe(3);
     const detach = (b: ArrayBufferLike): void => void structuredClone(b, { transfer: [b as ArrayBuffer] });
+    /** A fresh batch and table, with dests[0] a plain buffer and dests[1] the getter `get`. */
+    const withGetter = (get: (s: { msg: Uint8Array; first: Uint8Array }) => Uint8Array): { msg: Uint8Array; table: Int32Array; first: Uint8Array; dests: Uint8Array[] } => {
+      const msg = concat(items);
+      const first = new Uint8Array(64);
+      const dests: Uint8Array[] = [first];
+      Object.defineProperty(dests, 1, { get: () => get({ msg, first }) });
+      return { msg, table: tableOf(reads), first, dests };
+    };
 
     // A harmless getter runs once per call, however many CplDs go to its buffer.
     {
@@ -563,17 +561,11 @@ describe('scanCompletions (native CplD fast path)', () => {
     // The getter detaches msg's buffer: the destinations are fetched before anything is
     // taken, so nothing is, and nothing is read from the buffer that went.
     {
-      const msg = concat(items);
-      const table = tableOf(reads);
-      const before = table.slice();
-      const first = new Uint8Array(64);
-      const dests: Uint8Array[] = [first];
-      Object.defineProperty(dests, 1, {
-        get: () => {
-          detach(msg.buffer);
-          return new Uint8Array(128);
-        },
+      const { msg, table, first, dests } = withGetter((g) => {
+        detach(g.msg.buffer);
+        return new Uint8Array(128);
       });
+      const before = table.slice();
       const out = new Int32Array(7).fill(-1);
       expect(scan(msg, 0, 3 * items[0]!.length, table, dests, out, rid, 128, 64)).toBe(0);
       expect(out[0]).toBe(0);
@@ -582,15 +574,9 @@ describe('scanCompletions (native CplD fast path)', () => {
     }
     // The getter detaches another destination: that one's CplD is not taken.
     {
-      const msg = concat(items);
-      const table = tableOf(reads);
-      const first = new Uint8Array(64);
-      const dests: Uint8Array[] = [first];
-      Object.defineProperty(dests, 1, {
-        get: () => {
-          detach(first.buffer);
-          return new Uint8Array(128);
-        },
+      const { msg, table, dests } = withGetter((g) => {
+        detach(g.first.buffer);
+        return new Uint8Array(128);
       });
       const out = new Int32Array(7);
       expect(scan(msg, 0, msg.length, table, dests, out, rid, 128, 64)).toBe(0);
@@ -599,14 +585,8 @@ describe('scanCompletions (native CplD fast path)', () => {
     }
     // A getter that throws: the scan stops at that destination's first CplD, without throwing.
     {
-      const msg = concat(items);
-      const table = tableOf(reads);
-      const first = new Uint8Array(64);
-      const dests: Uint8Array[] = [first];
-      Object.defineProperty(dests, 1, {
-        get: () => {
-          throw new RangeError('no');
-        },
+      const { msg, table, first, dests } = withGetter(() => {
+        throw new RangeError('no');
       });
       const out = new Int32Array(7);
       expect(scan(msg, 0, msg.length, table, dests, out, rid, 128, 64)).toBe(items[0]!.length);
